@@ -1,0 +1,1 @@
+"""Experiments: each protocol declares its models, trains them through the engine, reports."""

@@ -1,0 +1,67 @@
+"""Figures as PNG, drawn off-screen and written atomically."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from kdlab.io import atomic_write_bytes
+
+
+def _save(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def learning_curves(histories: dict[str, list[dict]], val_name: str, path: Path) -> None:
+    """Accuracy (top) and loss (bottom) per epoch, training vs validation, one column per model."""
+    names = list(histories)
+    fig, axes = plt.subplots(2, len(names), figsize=(3.6 * len(names), 6.2), squeeze=False)
+    for j, name in enumerate(names):
+        hist = histories[name]
+        epochs = [h["epoch"] for h in hist]
+        for i, (metric, label) in enumerate((("acc", "accuracy (%)"), ("loss", "loss"))):
+            ax = axes[i][j]
+            scale = 100.0 if metric == "acc" else 1.0
+            ax.plot(
+                epochs,
+                [scale * h[f"train_{metric}"] for h in hist],
+                "o-",
+                ms=3,
+                label="training (with dropout)",
+            )
+            ax.plot(epochs, [scale * h[f"val_{metric}"] for h in hist], "s-", ms=3, label=val_name)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            if i == 0:
+                ax.set_title(name)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(
+        "Learning curves (training loss is each model's own objective; validation loss is cross-entropy)",
+        fontsize=9,
+    )
+    _save(fig, path)
+
+
+def per_class_bars(table: dict, columns: list[str], classes: tuple[str, ...], path: Path) -> None:
+    """Grouped bars: per-class test accuracy of every column."""
+    fig, ax = plt.subplots(figsize=(13, 4.5))
+    width = 0.8 / len(columns)
+    for j, col in enumerate(columns):
+        xs = [c + (j - (len(columns) - 1) / 2) * width for c in range(len(classes))]
+        ax.bar(xs, [table[col][str(c)] for c in range(len(classes))], width, label=col)
+    ax.set_xticks(range(len(classes)), classes)
+    ax.set_xlabel("class")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(ncol=len(columns), fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    _save(fig, path)

@@ -1,0 +1,1 @@
+"""The training core: one loss, one optimiser, one loop, one store of finished models."""

@@ -1,0 +1,73 @@
+"""Finished models on disk, content-addressed: a rerun reuses every model whose key it finds.
+
+A model's key hashes everything that determines its weights (architecture, training
+settings, seeds, the data hashes and, for a distilled student, its teacher's key). Each
+model is a folder holding `record.json` and `weights.safetensors`, written into a temporary
+folder and renamed into place, so an interrupted run never leaves a half-saved model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from kdlab.io import atomic_write_json, stable_hash
+
+WEIGHTS = "weights.safetensors"
+RECORD = "record.json"
+
+
+def model_key(identity: dict) -> str:
+    return stable_hash(identity)[:16]
+
+
+@dataclass
+class StoredModel:
+    state: dict[str, torch.Tensor]
+    record: dict
+
+
+class ModelStore:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def folder(self, name: str, key: str) -> Path:
+        slug = "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
+        return self.root / f"{slug}-{key}"
+
+    def load(self, name: str, key: str) -> StoredModel | None:
+        """The stored model, or None when absent or damaged (then it is trained again)."""
+        folder = self.folder(name, key)
+        try:
+            record = json.loads((folder / RECORD).read_text())
+            weights = (folder / WEIGHTS).read_bytes()
+        except (OSError, ValueError):
+            return None
+        if hashlib.sha256(weights).hexdigest() != record.get("weights_sha256"):
+            warnings.warn(f"{folder} is damaged (weights hash mismatch); training it again", stacklevel=2)
+            return None
+        return StoredModel(load_file(folder / WEIGHTS), record)
+
+    def save(self, name: str, key: str, state: dict[str, torch.Tensor], record: dict) -> Path:
+        final = self.folder(name, key)
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{final.name}."))
+        try:
+            save_file({k: v.cpu().contiguous() for k, v in state.items()}, str(tmp / WEIGHTS))
+            digest = hashlib.sha256((tmp / WEIGHTS).read_bytes()).hexdigest()
+            atomic_write_json(tmp / RECORD, {**record, "weights_sha256": digest})
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final

@@ -1,0 +1,77 @@
+"""Bias injection, class resolution and the table."""
+
+import csv
+import io
+
+import pytest
+import torch
+
+from kdlab import KdlabError
+from kdlab.models import StackedMLP
+from kdlab.protocols.mythical_digit import columns, resolve_classes, shift_output_bias
+from kdlab.reporting.findings import detect_overfitting
+from kdlab.reporting.table import build_table, table_csv, table_markdown
+from kdlab.training.engine import predict
+
+
+def test_shift_output_bias_changes_only_the_omitted_logits():
+    model = StackedMLP((6, 5, 4), 1)
+    model.reset_parameters([torch.Generator().manual_seed(0)])
+    state = model.state_of(0)
+    shifted = shift_output_bias(state, (1, 3), 3.5)
+    assert torch.equal(shifted["w0"], state["w0"]) and torch.equal(shifted["b0"], state["b0"])
+    assert torch.equal(state["b1"], model.state_of(0)["b1"])  # the original is untouched
+    x = torch.randn(7, 6)
+    before = predict(StackedMLP.from_states((6, 5, 4), [state]), x)[0]
+    after = predict(StackedMLP.from_states((6, 5, 4), [shifted]), x)[0]
+    assert torch.allclose(after - before, torch.tensor([0.0, 3.5, 0.0, 3.5]).expand(7, 4))
+
+
+def test_resolve_classes():
+    classes = tuple(str(d) for d in range(10))
+    assert resolve_classes(("3",), classes) == (3,)
+    assert resolve_classes(("8", "3", "3"), classes) == (3, 8)
+    with pytest.raises(KdlabError, match="unknown class '10'"):
+        resolve_classes(("10",), classes)
+    named = ("tee", "trouser", "pullover")
+    assert resolve_classes(("trouser", "0"), named) == (0, 1)
+    with pytest.raises(KdlabError, match="unknown class 'shirt'"):
+        resolve_classes(("shirt",), named)
+
+
+def test_column_names():
+    assert columns(["3"]) == [
+        "Teacher",
+        "Norm",
+        "KD",
+        "Norm No3",
+        "KD No3",
+        "Norm No3+B",
+        "KD No3+B",
+    ]
+    assert columns(["3", "8"])[3] == "Norm No3,8"
+
+
+def test_table_avg_is_mean_of_per_class_and_formats():
+    cols = ["A", "B"]
+    per_class = {"A": [1.0, 0.5, 0.25], "B": [0.9, 0.8, 0.7]}
+    table = build_table(cols, 3, per_class)
+    assert table["A"]["Avg"] == pytest.approx(175 / 3)
+    assert table["B"]["1"] == pytest.approx(80.0)
+    md = table_markdown(table, cols, ("0", "1", "2"))
+    assert md.splitlines()[0].split("|")[1].strip() == "Class"
+    cells = [line.split("|")[2].strip() for line in md.splitlines()[2:]]
+    assert cells == ["100.0", "50.0", "25.0", "58.33"]
+    rows = list(csv.reader(io.StringIO(table_csv(table, cols, ("0", "1", "2")))))
+    assert rows[0] == ["Class", "A", "B"] and rows[-1] == ["Avg", "58.33", "80.00"]
+    assert rows[1] == ["0", "100.0", "90.0"]
+
+
+def test_detect_overfitting():
+    def hist(train, val):
+        return [{"epoch": i + 1, "train_loss": t, "val_loss": v} for i, (t, v) in enumerate(zip(train, val))]
+
+    rising = hist([1.0, 0.5, 0.3, 0.2], [0.50, 0.40, 0.45, 0.52])
+    assert "epoch 2" in detect_overfitting(rising)
+    assert detect_overfitting(hist([1.0, 0.5, 0.3], [0.5, 0.4, 0.35])) is None
+    assert detect_overfitting(hist([1.0, 0.5, 0.3], [0.5, 0.4, 0.401])) is None  # within tolerance

@@ -1,0 +1,92 @@
+"""Bad input gets one clear line on stderr, a non-zero exit, and nothing written."""
+
+import json
+
+import pytest
+
+from kdlab.cli import main
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--temperature", "0"], "temperature must be > 0"),
+        (["--temperature", "-2"], "temperature must be > 0"),
+        (["--alpha", "1.5"], "alpha must be in [0, 1]"),
+        (["--alpha", "-0.1"], "alpha must be in [0, 1]"),
+        (["--epochs", "0"], "epochs must be >= 1"),
+        (["--dropout", "1"], "dropout must be in [0, 1)"),
+        (["--lr", "0"], "lr must be > 0"),
+        (["--batch-size", "0"], "batch size must be >= 1"),
+        (["--omit", "12"], "unknown class '12'"),
+        (["--omit", "three"], "unknown class 'three'"),
+        (["--omit", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"], "removes every class"),
+        (["--device", "tpu"], "--device must be"),
+    ],
+)
+def test_invalid_settings(args, message, shared_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(
+        [
+            "run",
+            "mythical-digit",
+            "--data-dir",
+            str(shared_data),
+            "--out",
+            str(out),
+            "--quiet",
+            *args,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code != 0
+    assert message in err
+    assert err.count("\n") == 1 and err.startswith("kdlab: error:")
+    assert not out.exists()
+
+
+def test_missing_data_folder(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["run", "mythical-digit", "--data-dir", str(tmp_path / "nowhere"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code != 0 and "does not exist" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_unparseable_option_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "mythical-digit", "--epochs", "ten"])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--epochs" in err
+
+
+def test_out_folder_of_another_experiment(shared_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "kdlab-run.json").write_text(json.dumps({"protocol": "every-digit", "dataset": "mnist"}))
+    (out / "results.json").write_text("{}")
+    code = main(["run", "mythical-digit", "--data-dir", str(shared_data), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code != 0 and "another experiment" in err
+    assert sorted(p.name for p in out.iterdir()) == ["kdlab-run.json", "results.json"]
+    assert (out / "results.json").read_text() == "{}"
+
+
+def test_out_folder_with_foreign_files(shared_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    code = main(["run", "mythical-digit", "--data-dir", str(shared_data), "--out", str(out), "--quiet"])
+    assert code != 0 and "not a kdlab run" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_bad_config_file(tmp_path, capsys):
+    cfg = tmp_path / "study.toml"
+    cfg.write_text("epochs = [")
+    assert main(["run", "mythical-digit", "--config", str(cfg)]) != 0
+    assert "not valid TOML" in capsys.readouterr().err
+    cfg.write_text("epochz = 3\n")
+    assert main(["run", "mythical-digit", "--config", str(cfg)]) != 0
+    assert "unknown setting 'epochz'" in capsys.readouterr().err

@@ -1,0 +1,135 @@
+"""End to end on the real MNIST at a reduced budget: every artefact, reuse, resume, determinism."""
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from kdlab.cli import main
+
+COLUMNS = ["Teacher", "Norm", "KD", "Norm No3", "KD No3", "Norm No3+B", "KD No3+B"]
+SMALL = [
+    "--epochs",
+    "2",
+    "--subset",
+    "3000",
+    "--batch-size",
+    "100",
+    "--quiet",
+    "--teacher-hidden",
+    "300",
+    "300",
+]
+
+
+@pytest.fixture(scope="module")
+def first_run(shared_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("md") / "out"
+    assert main(["run", "mythical-digit", "--data-dir", str(shared_data), "--out", str(out), *SMALL]) == 0
+    return out, json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_artefacts_are_complete_and_well_formed(first_run):
+    out, results = first_run
+    table = results["table"]
+    assert list(table) == COLUMNS
+    for col in COLUMNS:
+        assert list(table[col]) == [str(c) for c in range(10)] + ["Avg"]
+        assert all(0.0 <= v <= 100.0 for v in table[col].values())
+        assert table[col]["Avg"] == pytest.approx(sum(table[col][str(c)] for c in range(10)) / 10)
+    assert table["Norm No3"]["3"] == 0.0  # never saw a 3, never predicts one without the bias
+    assert table["KD No3+B"]["3"] >= table["KD No3"]["3"]
+    assert table["Norm No3+B"]["Avg"] <= 100 and results["config"]["omit"] == ["3"]
+    for col in COLUMNS:
+        assert 0 <= results["overall"][col]["errors"] <= 10000
+    md = (out / "table.md").read_text()
+    assert md.startswith("| Class | Teacher |") and "| Avg " in md and "Test errors" in md
+    rows = list(csv.reader((out / "table.csv").open()))
+    assert rows[0] == ["Class", *COLUMNS] and len(rows) == 12
+    report = (out / "report.md").read_text()
+    assert "figures/per_class_accuracy.png" in report and "figures/learning_curves.png" in report
+    assert "## Findings" in report and "overfitting" in report
+    for png in ("learning_curves.png", "per_class_accuracy.png"):
+        assert (out / "figures" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("Teacher", "Norm", "KD", "Norm No3", "KD No3"):
+        folder = out / results["models"][name]["folder"]
+        record = json.loads((folder / "record.json").read_text())
+        assert record["seed"] == 0 and record["config"]["epochs"] == 2
+        assert set(record["data_sha256"]) == {
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        }
+        assert record["versions"]["torch"] and len(record["history"]) == 2
+        assert {"train_loss", "train_acc", "val_loss", "val_acc"} <= set(record["history"][0])
+        assert record["group_wall_time_s"] > 0
+        assert (folder / "weights.safetensors").stat().st_size > 0
+    assert not list(out.rglob("*.tmp")) and not list((out / "models").glob(".*"))
+
+
+@pytest.mark.slow
+def test_rerun_reuses_resumes_and_reproduces(first_run, shared_data, tmp_path):
+    out, results = first_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    # an interrupted run: the No3 students never finished
+    for name in ("Norm No3", "KD No3"):
+        shutil.rmtree(copy / results["models"][name]["folder"])
+    assert main(["run", "mythical-digit", "--data-dir", str(shared_data), "--out", str(copy), *SMALL]) == 0
+    resumed = json.loads((copy / "results.json").read_text())
+    reused = {name: info["reused"] for name, info in resumed["models"].items()}
+    assert reused == {"Teacher": True, "Norm": True, "KD": True, "Norm No3": False, "KD No3": False}
+    assert resumed["table"] == results["table"]  # retrained models are bit-identical
+    assert (
+        main(
+            [
+                "run",
+                "mythical-digit",
+                "--data-dir",
+                str(shared_data),
+                "--out",
+                str(copy),
+                "--fresh",
+                *SMALL,
+            ]
+        )
+        == 0
+    )
+    fresh = json.loads((copy / "results.json").read_text())
+    assert not any(info["reused"] for info in fresh["models"].values())
+    assert fresh["table"] == results["table"]
+
+
+@pytest.mark.slow
+def test_options_change_the_experiment(first_run, shared_data, tmp_path):
+    _, results = first_run
+    out = tmp_path / "o"
+    assert (
+        main(
+            [
+                "run",
+                "mythical-digit",
+                "--data-dir",
+                str(shared_data),
+                "--out",
+                str(out),
+                *SMALL,
+                "--omit",
+                "3",
+                "8",
+                "--bias",
+                "2",
+                "--no-t2",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
+    other = json.loads((out / "results.json").read_text())
+    assert "KD No3,8+B" in other["table"] and other["table"]["Norm No3,8"]["8"] == 0.0
+    assert other["config"]["t2"] is False and other["config"]["bias"] == 2.0
+    assert other["table"]["Norm"] != results["table"]["Norm"]  # another seed
