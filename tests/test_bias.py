@@ -10,7 +10,7 @@ from kdlab import KdlabError
 from kdlab.models import StackedMLP
 from kdlab.protocols.mythical_digit import columns, resolve_classes, shift_output_bias
 from kdlab.reporting.findings import detect_overfitting
-from kdlab.reporting.table import build_table, table_csv, table_markdown
+from kdlab.reporting.table import per_seed_table, summarise, table_csv, table_markdown
 from kdlab.training.engine import predict
 
 
@@ -54,17 +54,34 @@ def test_column_names():
 
 def test_table_avg_is_mean_of_per_class_and_formats():
     cols = ["A", "B"]
-    per_class = {"A": [1.0, 0.5, 0.25], "B": [0.9, 0.8, 0.7]}
-    table = build_table(cols, 3, per_class)
-    assert table["A"]["Avg"] == pytest.approx(175 / 3)
-    assert table["B"]["1"] == pytest.approx(80.0)
-    md = table_markdown(table, cols, ("0", "1", "2"))
+    per_class = {"A": [[1.0, 0.5, 0.25]], "B": [[0.9, 0.8, 0.7]]}
+    means, ci95 = summarise(per_seed_table(cols, 3, per_class))
+    assert means["A"]["Avg"] == pytest.approx(175 / 3)
+    assert means["B"]["1"] == pytest.approx(80.0)
+    assert ci95["A"]["Avg"] is None  # one seed: no interval
+    md = table_markdown(means, ci95, cols, ("0", "1", "2"))
     assert md.splitlines()[0].split("|")[1].strip() == "Class"
     cells = [line.split("|")[2].strip() for line in md.splitlines()[2:]]
     assert cells == ["100.0", "50.0", "25.0", "58.33"]
-    rows = list(csv.reader(io.StringIO(table_csv(table, cols, ("0", "1", "2")))))
+    rows = list(csv.reader(io.StringIO(table_csv(means, ci95, cols, ("0", "1", "2")))))
     assert rows[0] == ["Class", "A", "B"] and rows[-1] == ["Avg", "58.33", "80.00"]
     assert rows[1] == ["0", "100.0", "90.0"]
+
+
+def test_table_with_seeds_shows_intervals():
+    cols = ["A"]
+    per_class = {"A": [[1.0, 0.5], [0.8, 0.5], [0.9, 0.5]]}
+    per_seed = per_seed_table(cols, 2, per_class)
+    assert per_seed["A"]["0"] == pytest.approx([100.0, 80.0, 90.0])
+    means, ci95 = summarise(per_seed)
+    assert means["A"]["0"] == pytest.approx(90.0)
+    # sd 10, n 3: t(0.975, 2) = 4.302653 → half-width 4.302653 * 10 / sqrt(3)
+    assert ci95["A"]["0"] == pytest.approx(4.302653 * 10 / 3**0.5, rel=1e-6)
+    assert ci95["A"]["1"] == 0.0
+    md = table_markdown(means, ci95, cols, ("0", "1"))
+    assert "90.0 ± 24.8" in md and "50.0 ± 0.0" in md
+    rows = list(csv.reader(io.StringIO(table_csv(means, ci95, cols, ("0", "1")))))
+    assert rows[0] == ["Class", "A", "A ci95"] and rows[1] == ["0", "90.0", "24.8"]
 
 
 def test_detect_overfitting():

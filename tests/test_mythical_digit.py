@@ -43,7 +43,11 @@ def test_artefacts_are_complete_and_well_formed(first_run):
     assert table["KD No3+B"]["3"] >= table["KD No3"]["3"]
     assert table["Norm No3+B"]["Avg"] <= 100 and results["config"]["omit"] == ["3"]
     for col in COLUMNS:
-        assert 0 <= results["overall"][col]["errors"] <= 10000
+        errors, half_width = results["overall"][col]["errors"]
+        assert 0 <= errors <= 10000 and half_width is None  # one seed: no interval
+    assert results["seeds"] == [0] and results["ci95"]["KD"]["3"] is None
+    assert results["per_seed"]["KD"]["3"] == [results["table"]["KD"]["3"]]
+    assert {c["metric"] for c in results["comparisons"]} >= {"overall accuracy", "accuracy on class 3"}
     md = (out / "table.md").read_text()
     assert md.startswith("| Class | Teacher |") and "| Avg " in md and "Test errors" in md
     rows = list(csv.reader((out / "table.csv").open()))
@@ -54,7 +58,7 @@ def test_artefacts_are_complete_and_well_formed(first_run):
     for png in ("learning_curves.png", "per_class_accuracy.png"):
         assert (out / "figures" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for name in ("Teacher", "Norm", "KD", "Norm No3", "KD No3"):
-        folder = out / results["models"][name]["folder"]
+        folder = out / results["models"][name][0]["folder"]
         record = json.loads((folder / "record.json").read_text())
         assert record["seed"] == 0 and record["config"]["epochs"] == 2
         assert set(record["data_sha256"]) == {
@@ -77,10 +81,10 @@ def test_rerun_reuses_resumes_and_reproduces(first_run, shared_data, tmp_path):
     shutil.copytree(out, copy)
     # an interrupted run: the No3 students never finished
     for name in ("Norm No3", "KD No3"):
-        shutil.rmtree(copy / results["models"][name]["folder"])
+        shutil.rmtree(copy / results["models"][name][0]["folder"])
     assert main(["run", "mythical-digit", "--data-dir", str(shared_data), "--out", str(copy), *SMALL]) == 0
     resumed = json.loads((copy / "results.json").read_text())
-    reused = {name: info["reused"] for name, info in resumed["models"].items()}
+    reused = {name: info[0]["reused"] for name, info in resumed["models"].items()}
     assert reused == {"Teacher": True, "Norm": True, "KD": True, "Norm No3": False, "KD No3": False}
     assert resumed["table"] == results["table"]  # retrained models are bit-identical
     assert (
@@ -99,7 +103,7 @@ def test_rerun_reuses_resumes_and_reproduces(first_run, shared_data, tmp_path):
         == 0
     )
     fresh = json.loads((copy / "results.json").read_text())
-    assert not any(info["reused"] for info in fresh["models"].values())
+    assert not any(info[0]["reused"] for info in fresh["models"].values())
     assert fresh["table"] == results["table"]
 
 
@@ -133,3 +137,25 @@ def test_options_change_the_experiment(first_run, shared_data, tmp_path):
     assert "KD No3,8+B" in other["table"] and other["table"]["Norm No3,8"]["8"] == 0.0
     assert other["config"]["t2"] is False and other["config"]["bias"] == 2.0
     assert other["table"]["Norm"] != results["table"]["Norm"]  # another seed
+
+
+@pytest.mark.slow
+def test_seeds_train_as_groups_and_match_separate_runs(shared_data, tmp_path):
+    """Two seeds: cells get intervals; the group of four students per transfer set gives the
+    same table as training every model alone (a memory budget too small for two models)."""
+    grouped, alone = tmp_path / "grouped", tmp_path / "alone"
+    args = ["run", "mythical-digit", "--data-dir", str(shared_data), *SMALL, "--seeds", "2"]
+    assert main([*args, "--out", str(grouped)]) == 0
+    assert main([*args, "--out", str(alone), "--memory-mb", "1"]) == 0
+    a = json.loads((grouped / "results.json").read_text())
+    b = json.loads((alone / "results.json").read_text())
+    assert a["seeds"] == [0, 1] and a["ci95"]["KD No3"]["Avg"] is not None
+    assert len(a["per_seed"]["KD"]["3"]) == 2 and a["ci95"]["Teacher"]["3"] is None
+    record = json.loads((grouped / a["models"]["KD No3"][1]["folder"] / "record.json").read_text())
+    assert sorted(record["group"]) == ["KD No3", "KD No3", "Norm No3", "Norm No3"] and record["seed"] == 1
+    record = json.loads((alone / b["models"]["KD No3"][1]["folder"] / "record.json").read_text())
+    assert record["group"] == ["KD No3"]
+    for col in COLUMNS:
+        for row, value in a["table"][col].items():
+            assert value == pytest.approx(b["table"][col][row], abs=0.15), (col, row)
+    assert "over 2 seeds" in (grouped / "report.md").read_text()

@@ -117,10 +117,13 @@ class RunOptions:
     device: str = option("auto", "cpu, cuda, or auto (cuda when present)")
     threads: int = option(0, "CPU threads for torch (0: one per available core)")
     download: bool = option(True, "download missing data from the public mirrors")
+    memory_mb: int = option(4096, "memory budget of one training group; more models train in turns")
     config: Path | None = option(None, "TOML file of experiment settings; options given here win")
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise KdlabError(f"--device must be cpu, cuda or auto, not {self.device!r}")
+        if self.memory_mb < 1:
+            raise KdlabError(f"--memory-mb must be >= 1, not {self.memory_mb}")
         if self.threads < 0:
             raise KdlabError(f"--threads must be >= 0, not {self.threads}")

@@ -66,6 +66,7 @@ class ModelJob:
     name: str
     spec: TrainSpec
     identity: dict  # everything besides `spec` that its weights depend on
+    seed: int
 
     @property
     def key(self) -> str:
@@ -82,6 +83,14 @@ class TrainedModel:
     folder: Path
 
 
+def group_memory_bytes(spec: TrainSpec) -> int:
+    """Rough peak memory of one model in a training group: parameters with their gradient and
+    two Adam moments, and the activations, dropout masks and gradients of one batch."""
+    params = sum(a * b + b for a, b in zip(spec.sizes[:-1], spec.sizes[1:]))
+    activations = spec.batch_size * (spec.sizes[0] + 4 * sum(spec.sizes[1:]))
+    return 4 * (4 * params + 2 * activations)
+
+
 def train_or_load(
     jobs: list[ModelJob],
     store: ModelStore,
@@ -94,61 +103,86 @@ def train_or_load(
     y_val: torch.Tensor,
     num_classes: int,
     provenance: dict,
-) -> dict[str, TrainedModel]:
-    """Reuse the finished models among `jobs`, train the rest as one group, save each at once."""
-    done: dict[str, TrainedModel] = {}
+) -> list[TrainedModel]:
+    """Reuse the finished models among `jobs` and train the rest in groups as large as the
+    memory budget allows; each model is saved as soon as its group finishes."""
+    done: dict[int, TrainedModel] = {}
     missing = []
-    for job in jobs:
+    for i, job in enumerate(jobs):
         stored = None if opts.fresh else store.load(job.name, job.key)
         if stored is None:
-            missing.append(job)
+            missing.append(i)
         else:
-            done[job.name] = TrainedModel(
-                job.name,
-                job.spec.sizes,
-                stored.state,
-                stored.record,
-                True,
-                store.folder(job.name, job.key),
+            done[i] = TrainedModel(
+                job.name, job.spec.sizes, stored.state, stored.record, True, store.folder(job.name, job.key)
             )
-    if missing:
-        spec0 = missing[0].spec
-        total = spec0.epochs * steps_per_epoch(len(transfer), spec0.batch_size)
-        names = ", ".join(j.name for j in missing)
-        with tqdm(total=total, desc=names, disable=opts.quiet, unit="step", leave=False) as bar:
-            start = time.perf_counter()
-            model, histories = train_group(
-                [j.spec for j in missing],
-                x,
-                y,
-                transfer,
-                teacher_logits,
-                x_val,
-                y_val,
-                num_classes,
-                on_step=bar.update,
+    by_shape: dict[tuple, list[int]] = {}
+    for i in missing:
+        by_shape.setdefault(jobs[i].spec.group_key(), []).append(i)
+    for members in by_shape.values():
+        size = max(1, opts.memory_mb * 2**20 // group_memory_bytes(jobs[members[0]].spec))
+        for chunk in (members[i : i + size] for i in range(0, len(members), size)):
+            group = [jobs[i] for i in chunk]
+            models = _train_and_save(
+                group, store, opts, x, y, transfer, teacher_logits, x_val, y_val, num_classes, provenance
             )
-            wall = time.perf_counter() - start
-        for k, job in enumerate(missing):
-            record = {
-                "name": job.name,
-                "key": job.key,
-                "spec": asdict(job.spec),
-                "identity": job.identity,
-                **provenance,
-                "history": histories[k],
-                "group": [j.name for j in missing],
-                "group_wall_time_s": wall,
-                "samples_per_s": spec0.epochs * len(transfer) * len(missing) / wall,
-                "transfer_size": len(transfer),
-                "device": str(x.device),
-            }
-            state = model.state_of(k)
-            folder = store.save(job.name, job.key, state, record)
-            done[job.name] = TrainedModel(job.name, job.spec.sizes, state, record, False, folder)
-        if not opts.quiet:
-            print(f"trained {names} in {wall:.1f} s")
-    return {job.name: done[job.name] for job in jobs}
+            done.update(zip(chunk, models))
+    return [done[i] for i in range(len(jobs))]
+
+
+def _train_and_save(
+    group: list[ModelJob],
+    store: ModelStore,
+    opts: RunOptions,
+    x,
+    y,
+    transfer,
+    teacher_logits,
+    x_val,
+    y_val,
+    num_classes,
+    provenance,
+) -> list[TrainedModel]:
+    spec0 = group[0].spec
+    names = ", ".join(sorted({j.name for j in group}))
+    label = f"{names} ×{len(group) // len({j.name for j in group})}" if len(group) > 2 else names
+    total = spec0.epochs * steps_per_epoch(len(transfer), spec0.batch_size)
+    with tqdm(total=total, desc=label, disable=opts.quiet, unit="step", leave=False) as bar:
+        start = time.perf_counter()
+        model, histories = train_group(
+            [j.spec for j in group],
+            x,
+            y,
+            transfer,
+            teacher_logits,
+            x_val,
+            y_val,
+            num_classes,
+            on_step=bar.update,
+        )
+        wall = time.perf_counter() - start
+    trained = []
+    for k, job in enumerate(group):
+        record = {
+            "name": job.name,
+            "key": job.key,
+            "spec": asdict(job.spec),
+            "identity": job.identity,
+            **provenance,
+            "seed": job.seed,
+            "history": histories[k],
+            "group": [j.name for j in group],
+            "group_wall_time_s": wall,
+            "samples_per_s": spec0.epochs * len(transfer) * len(group) / wall,
+            "transfer_size": len(transfer),
+            "device": str(x.device),
+        }
+        state = model.state_of(k)
+        folder = store.save(job.name, job.key, state, record)
+        trained.append(TrainedModel(job.name, job.spec.sizes, state, record, False, folder))
+    if not opts.quiet:
+        print(f"trained {label} in {wall:.1f} s")
+    return trained
 
 
 def stack(models: list[TrainedModel], device: torch.device) -> StackedMLP:
@@ -156,10 +190,9 @@ def stack(models: list[TrainedModel], device: torch.device) -> StackedMLP:
     return StackedMLP.from_states(models[0].sizes, [m.state for m in models], device=device)
 
 
-def provenance(config: dict, seed: int, data_hashes: dict[str, str]) -> dict:
+def provenance(config: dict, data_hashes: dict[str, str]) -> dict:
     return {
         "config": config,
-        "seed": seed,
         "data_sha256": data_hashes,
         "versions": package_versions(),
     }

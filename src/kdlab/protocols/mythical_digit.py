@@ -42,7 +42,10 @@ class MythicalDigitConfig:
     epochs: int = option(10, "training epochs of the teacher and of every student")
     omit: tuple[str, ...] = option(("3",), "classes (indices or names) left out of the transfer set")
     bias: float = option(3.5, "added to the output bias of each omitted class after training (+B)")
-    seed: int = option(0, "seed of initialisation, data order and dropout")
+    seed: int = option(0, "seed of the teacher and of the first student seed")
+    seeds: tuple[int, ...] = option(
+        (1,), "students per column: a count N (seeds seed..seed+N-1) or an explicit list of seeds"
+    )
     batch_size: int = option(128, "mini-batch size of every model")
     temperature: float = option(4.0, "distillation temperature T")
     alpha: float = option(0.9, "weight of the soft-target term; 1 - alpha weighs the hard labels")
@@ -65,6 +68,8 @@ class MythicalDigitConfig:
             (0.0 <= self.alpha <= 1.0, f"alpha must be in [0, 1], not {self.alpha}"),
             (self.lr > 0, f"lr must be > 0, not {self.lr}"),
             (0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), not {self.dropout}"),
+            (len(self.seeds) > 1 or self.seeds[0] >= 1, f"seeds must be >= 1, not {self.seeds[0]}"),
+            (len(set(self.seeds)) == len(self.seeds), "seeds must not repeat"),
             (self.batch_size >= 1, f"batch size must be >= 1, not {self.batch_size}"),
             (len(self.omit) >= 1, "omit needs at least one class"),
             (self.val_size >= 0, f"val size must be >= 0, not {self.val_size}"),
@@ -77,6 +82,11 @@ class MythicalDigitConfig:
         for ok, message in checks:
             if not ok:
                 raise KdlabError(message)
+
+    def student_seeds(self) -> list[int]:
+        if len(self.seeds) == 1:
+            return [self.seed + i for i in range(self.seeds[0])]
+        return list(self.seeds)
 
 
 def resolve_classes(names: tuple[str, ...], classes: tuple[str, ...]) -> tuple[int, ...]:
@@ -127,7 +137,7 @@ def shift_output_bias(state: dict[str, torch.Tensor], classes: tuple[int, ...], 
 
 
 def run(config: MythicalDigitConfig, opts: RunOptions) -> dict:
-    """Train (or reuse) the teacher and the four students, evaluate the seven columns, report."""
+    """Train (or reuse) the teacher and the students of every seed, evaluate the seven columns."""
     start = time.perf_counter()
     device = setup_torch(opts)
     out = opts.out or Path("runs") / NAME
@@ -135,31 +145,29 @@ def run(config: MythicalDigitConfig, opts: RunOptions) -> dict:
     omit = resolve_classes(config.omit, data.classes)
     omit_names = [data.classes[c] for c in omit]
     config = replace(config, omit=tuple(omit_names))
+    seeds = config.student_seeds()
     prepare_out(out, NAME, config.dataset)
     store = ModelStore(out / "models")
+    num_classes = len(data.classes)
 
     x, y = data.x_train.to(device), data.y_train.to(device)
     rows, val_rows = split_rows(config, len(x))
-    if val_rows is None:
-        x_val, y_val, val_name = (
-            data.x_test.to(device),
-            data.y_test.to(device),
-            "test (monitor only)",
-        )
-    else:
-        x_val, y_val, val_name = x[val_rows.to(device)], y[val_rows.to(device)], "validation"
     rows = rows.to(device)
-    transfer_no = rows[~torch.isin(y[rows], torch.tensor(omit, device=device))]
-    num_classes = len(data.classes)
+    if val_rows is None:  # monitor the test set: curves only, never a choice
+        x_val, y_val, val_name = data.x_test.to(device), data.y_test.to(device), "test set"
+    else:
+        x_val, y_val, val_name = x[val_rows.to(device)], y[val_rows.to(device)], "validation split"
+    omitted = torch.tensor(omit, device=device)
+    seen_val = ~torch.isin(y_val, omitted)  # the No-omit students are monitored on the classes they see
     rows_id = {
         "data_sha256": data.hashes,
         "val_size": config.val_size,
         "subset": config.subset,
         "split_seed": config.seed,
     }
-    prov = provenance(to_dict(config), config.seed, data.hashes)
+    prov = provenance(to_dict(config), data.hashes)
 
-    def spec(hidden, alpha, role) -> TrainSpec:
+    def spec(hidden: tuple[int, ...], alpha: float, role: str, seed: int) -> TrainSpec:
         return TrainSpec(
             sizes=(data.num_features, *hidden, num_classes),
             dropout=config.dropout,
@@ -169,70 +177,89 @@ def run(config: MythicalDigitConfig, opts: RunOptions) -> dict:
             alpha=alpha,
             temperature=config.temperature,
             t2=config.t2,
-            init_seed=derive_seed(config.seed, f"{role}-init"),
-            stream_seed=derive_seed(config.seed, f"{role}-stream"),
+            init_seed=derive_seed(seed, f"{role}-init"),
+            stream_seed=derive_seed(seed, f"{role}-stream"),
         )
 
-    common = dict(
-        store=store,
-        opts=opts,
-        x=x,
-        y=y,
-        x_val=x_val,
-        y_val=y_val,
-        num_classes=num_classes,
-        provenance=prov,
-    )
+    common = dict(store=store, opts=opts, x=x, y=y, num_classes=num_classes, provenance=prov)
     teacher_job = ModelJob(
         "Teacher",
-        spec(config.teacher_hidden, 0.0, "teacher"),
-        {"rows": rows_id, "transfer_omit": []},
+        spec(config.teacher_hidden, 0.0, "teacher", config.seed),
+        {"rows": rows_id, "transfer_omit": [], "monitor": val_name},
+        config.seed,
     )
-    teacher = train_or_load([teacher_job], transfer=rows, teacher_logits=None, **common)["Teacher"]
+    teacher = train_or_load(
+        [teacher_job], transfer=rows, teacher_logits=None, x_val=x_val, y_val=y_val, **common
+    )[0]
     teacher_logits = predict(stack([teacher], device), x)[0]  # once: no augmentation, so exact
 
+    # students: Norm and KD of every seed share a transfer set, so they train as one group;
+    # seed s of Norm and of KD share initialisation, data order and dropout masks (paired)
     cols = columns(omit_names)
-    trained: dict[str, TrainedModel] = {"Teacher": teacher}
-    for transfer, omitted, (norm_name, kd_name) in (
-        (rows, [], cols[1:3]),
-        (transfer_no, list(omit), cols[3:5]),
-    ):
-        norm = spec(config.student_hidden, 0.0, "student")
-        kd = spec(config.student_hidden, config.alpha, "student")
+    trained: dict[str, list[TrainedModel]] = {"Teacher": [teacher]}
+    transfer_sets = [
+        (rows, [], cols[1:3], x_val, y_val, val_name),
+        (
+            rows[~torch.isin(y[rows], omitted)],
+            list(omit),
+            cols[3:5],
+            x_val[seen_val],
+            y_val[seen_val],
+            f"{val_name} without class {', '.join(omit_names)}",
+        ),
+    ]
+    for transfer, left_out, (norm_name, kd_name), xv, yv, monitor in transfer_sets:
+        identity = {"rows": rows_id, "transfer_omit": left_out, "monitor": monitor}
         jobs = [
-            ModelJob(norm_name, norm, {"rows": rows_id, "transfer_omit": omitted}),
-            ModelJob(kd_name, kd, {"rows": rows_id, "transfer_omit": omitted, "teacher": teacher_job.key}),
+            ModelJob(norm_name, spec(config.student_hidden, 0.0, "student", s), identity, s) for s in seeds
         ]
-        trained |= train_or_load(jobs, transfer=transfer, teacher_logits=teacher_logits, **common)
+        jobs += [
+            ModelJob(
+                kd_name,
+                spec(config.student_hidden, config.alpha, "student", s),
+                {**identity, "teacher": teacher_job.key},
+                s,
+            )
+            for s in seeds
+        ]
+        models = train_or_load(
+            jobs, transfer=transfer, teacher_logits=teacher_logits, x_val=xv, y_val=yv, **common
+        )
+        trained[norm_name], trained[kd_name] = models[: len(seeds)], models[len(seeds) :]
 
     # the +B columns: the No-omit students with the omitted classes' output biases raised
     for src, dst in ((cols[3], cols[5]), (cols[4], cols[6])):
-        base = trained[src]
-        trained[dst] = replace(base, name=dst, state=shift_output_bias(base.state, omit, config.bias))
+        trained[dst] = [replace(m, state=shift_output_bias(m.state, omit, config.bias)) for m in trained[src]]
 
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
-    results = {}
+    evaluations: dict[str, list[dict]] = {}
     for group in (["Teacher"], cols[1:]):
-        scored = score(predict(stack([trained[c] for c in group], device), x_test), y_test, num_classes)
-        for k, c in enumerate(group):
-            results[c] = {
-                "per_class": scored.per_class[k].tolist(),
-                "accuracy": float(scored.accuracy[k]),
-                "errors": int(scored.errors[k]),
-                "loss": float(scored.loss[k]),
-            }
-    wall = time.perf_counter() - start
+        models = [m for c in group for m in trained[c]]
+        scored = score(predict(stack(models, device), x_test), y_test, num_classes)
+        k = 0
+        for c in group:
+            evaluations[c] = []
+            for _ in trained[c]:
+                evaluations[c].append(
+                    {
+                        "per_class": scored.per_class[k].tolist(),
+                        "accuracy": float(scored.accuracy[k]),
+                        "errors": int(scored.errors[k]),
+                        "loss": float(scored.loss[k]),
+                    }
+                )
+                k += 1
     return write_mythical_digit_outputs(
         out=out,
         config=config,
+        seeds=seeds,
         columns=cols,
         classes=data.classes,
         omit=omit,
-        results=results,
+        evaluations=evaluations,
         models=trained,
-        val_name=val_name,
         provenance=prov,
-        wall_time_s=wall,
+        wall_time_s=time.perf_counter() - start,
         test_counts=torch.bincount(data.y_test, minlength=num_classes).tolist(),
         quiet=opts.quiet,
     )

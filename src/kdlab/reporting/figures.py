@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from kdlab.io import atomic_write_bytes
 
@@ -20,44 +21,66 @@ def _save(fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def learning_curves(histories: dict[str, list[dict]], val_name: str, path: Path) -> None:
-    """Accuracy (top) and loss (bottom) per epoch, training vs validation, one column per model."""
+def learning_curves(histories: dict[str, list[list[dict]]], monitors: dict[str, str], path: Path) -> None:
+    """Accuracy (top) and loss (bottom) per epoch, training vs validation, one column per model;
+    one line per seed."""
     names = list(histories)
-    fig, axes = plt.subplots(2, len(names), figsize=(3.6 * len(names), 6.2), squeeze=False)
+    fig, axes = plt.subplots(2, len(names), figsize=(3.6 * len(names), 6.4), squeeze=False)
     for j, name in enumerate(names):
-        hist = histories[name]
-        epochs = [h["epoch"] for h in hist]
         for i, (metric, label) in enumerate((("acc", "accuracy (%)"), ("loss", "loss"))):
             ax = axes[i][j]
             scale = 100.0 if metric == "acc" else 1.0
-            ax.plot(
-                epochs,
-                [scale * h[f"train_{metric}"] for h in hist],
-                "o-",
-                ms=3,
-                label="training (with dropout)",
-            )
-            ax.plot(epochs, [scale * h[f"val_{metric}"] for h in hist], "s-", ms=3, label=val_name)
+            for s, hist in enumerate(histories[name]):
+                epochs = [h["epoch"] for h in hist]
+                first = s == 0
+                ax.plot(
+                    epochs,
+                    [scale * h[f"train_{metric}"] for h in hist],
+                    "o-",
+                    ms=3,
+                    color="C0",
+                    alpha=0.8,
+                    label="training (running, with dropout)" if first else None,
+                )
+                ax.plot(
+                    epochs,
+                    [scale * h[f"val_{metric}"] for h in hist],
+                    "s-",
+                    ms=3,
+                    color="C1",
+                    alpha=0.8,
+                    label="validation" if first else None,
+                )
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
             if i == 0:
-                ax.set_title(name)
-    axes[0][0].legend(fontsize=8)
+                ax.set_title(f"{name}\n(validation: {monitors[name]})", fontsize=8)
+    axes[0][0].legend(fontsize=7)
     fig.suptitle(
-        "Learning curves (training loss is each model's own objective; validation loss is cross-entropy)",
+        "Learning curves: training loss is each model's own objective, validation loss is "
+        "cross-entropy; one line per seed",
         fontsize=9,
     )
     _save(fig, path)
 
 
-def per_class_bars(table: dict, columns: list[str], classes: tuple[str, ...], path: Path) -> None:
-    """Grouped bars: per-class test accuracy of every column."""
+def per_class_bars(means: dict, ci95: dict, columns: list[str], classes: tuple[str, ...], path: Path) -> None:
+    """Grouped bars: per-class test accuracy of every column (error bars: 95% CI over seeds)."""
     fig, ax = plt.subplots(figsize=(13, 4.5))
     width = 0.8 / len(columns)
     for j, col in enumerate(columns):
         xs = [c + (j - (len(columns) - 1) / 2) * width for c in range(len(classes))]
-        ax.bar(xs, [table[col][str(c)] for c in range(len(classes))], width, label=col)
+        errors = [ci95[col][str(c)] or 0.0 for c in range(len(classes))]
+        ax.bar(
+            xs,
+            [means[col][str(c)] for c in range(len(classes))],
+            width,
+            label=col,
+            yerr=errors if any(errors) else None,
+            capsize=1.5,
+        )
     ax.set_xticks(range(len(classes)), classes)
     ax.set_xlabel("class")
     ax.set_ylabel("test accuracy (%)")

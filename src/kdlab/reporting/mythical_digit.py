@@ -8,108 +8,177 @@ from kdlab.config import to_dict
 from kdlab.io import atomic_write_json, atomic_write_text
 from kdlab.reporting.figures import learning_curves, per_class_bars
 from kdlab.reporting.findings import detect_overfitting
-from kdlab.reporting.table import build_table, overall_markdown, table_csv, table_markdown
+from kdlab.reporting.stats import mean_ci, paired
+from kdlab.reporting.table import cell, markdown, per_seed_table, summarise, table_csv, table_markdown
 
 
-def _findings(table, overall, columns, classes, omit, config, overfit, test_counts) -> list[str]:
+def _comparisons(columns, per_seed_metric, omit_label) -> list[dict]:
+    """The paired comparisons the protocol is about, each over the shared seeds."""
     _, norm, kd, norm_no, kd_no, norm_b, kd_b = columns
-    names = ", ".join(classes[c] for c in omit)
-    n_omit = sum(test_counts[c] for c in omit)
-
-    def on_omitted(col: str) -> float:  # accuracy on the omitted classes' test images
-        return sum(table[col][str(c)] * test_counts[c] for c in omit) / n_omit
-
-    def acc(col: str) -> float:
-        return 100 * overall[col]["accuracy"]
-
-    gain_norm = on_omitted(norm_b) - on_omitted(norm_no)
-    gain_kd = on_omitted(kd_b) - on_omitted(kd_no)
-    lines = [
-        f"The teacher gets {acc('Teacher'):.2f}% of the test set right "
-        f"({overall['Teacher']['errors']} errors).",
-        f"On all training data, the distilled student gets {acc(kd):.2f}% against "
-        f"{acc(norm):.2f}% for the student trained on hard labels "
-        f"({acc(kd) - acc(norm):+.2f} points; {overall[kd]['errors']} vs "
-        f"{overall[norm]['errors']} errors).",
-        f"Without a single training example of class {names}, the students get "
-        f"{on_omitted(norm_no):.1f}% (Norm) and {on_omitted(kd_no):.1f}% (KD) of its "
-        f"{n_omit} test images right.",
-        f"Raising the output bias of class {names} by {config.bias:+g} brings them to "
-        f"{on_omitted(norm_b):.1f}% (Norm, {gain_norm:+.1f} points) and {on_omitted(kd_b):.1f}% "
-        f"(KD, {gain_kd:+.1f} points): the bias gains the KD student "
-        f"{gain_kd - gain_norm:+.1f} points more on class {names} than the Norm student.",
-        f"Overall accuracy after the bias: {acc(norm_b):.2f}% (Norm) and {acc(kd_b):.2f}% (KD), "
-        f"against {acc(norm_no):.2f}% and {acc(kd_no):.2f}% before.",
+    overall, omitted = per_seed_metric["overall"], per_seed_metric["omitted"]
+    pairs = [
+        (kd, norm, "overall accuracy", overall),
+        (kd_no, norm_no, f"accuracy on {omit_label}", omitted),
+        (kd_b, norm_b, f"accuracy on {omit_label}", omitted),
+        (kd_b, norm_b, "overall accuracy", overall),
+        (norm_b, norm_no, f"accuracy on {omit_label}", omitted),
+        (kd_b, kd_no, f"accuracy on {omit_label}", omitted),
     ]
-    for name, sentence in overfit.items():
-        lines.append(
-            f"{name}: overfitting detected — {sentence}."
-            if sentence
-            else f"{name}: no overfitting detected (validation loss did not rise while training loss fell)."
-        )
-    lines.append(
-        f"Soft-target term {'scaled by T^2 (the paper)' if config.t2 else 'not scaled by T^2'}, "
-        f"T = {config.temperature:g}, alpha = {config.alpha:g}. This is one run with seed "
-        f"{config.seed}: the No-{names} numbers of single runs vary widely between seeds."
+    out = [
+        {"a": a, "b": b, "metric": metric, **paired(values[a], values[b]).as_dict()}
+        for a, b, metric, values in pairs
+    ]
+    gain_kd = [x - y for x, y in zip(omitted[kd_b], omitted[kd_no])]
+    gain_norm = [x - y for x, y in zip(omitted[norm_b], omitted[norm_no])]
+    out.append(
+        {
+            "a": f"{kd_b} - {kd_no}",
+            "b": f"{norm_b} - {norm_no}",
+            "metric": f"gain from the bias on {omit_label}",
+            **paired(gain_kd, gain_norm).as_dict(),
+        }
     )
-    return lines
+    return out
+
+
+def _phrase(c: dict) -> str:
+    if c["ci95"] is None:
+        return f"{c['mean_diff']:+.2f} points"
+    return (
+        f"{c['mean_diff']:+.2f} ± {c['ci95']:.2f} points over {c['n']} seeds "
+        f"(95% CI; paired t-test p = {c['p_value']:.2g})"
+    )
 
 
 def write_mythical_digit_outputs(
     *,
     out: Path,
     config,
+    seeds,
     columns,
     classes,
     omit,
-    results,
+    evaluations,
     models,
-    val_name,
     provenance,
     wall_time_s,
     test_counts,
     quiet,
 ) -> dict:
-    table = build_table(columns, len(classes), {c: results[c]["per_class"] for c in columns})
+    n_omit = sum(test_counts[c] for c in omit)
+    omit_label = f"class {', '.join(classes[c] for c in omit)}"
+    per_seed = per_seed_table(
+        columns, len(classes), {c: [e["per_class"] for e in evaluations[c]] for c in columns}
+    )
+    means, ci95 = summarise(per_seed)
+    metric = {
+        "overall": {c: [100 * e["accuracy"] for e in evaluations[c]] for c in columns},
+        "omitted": {
+            c: [100 * sum(e["per_class"][k] * test_counts[k] for k in omit) / n_omit for e in evaluations[c]]
+            for c in columns
+        },
+        "errors": {c: [e["errors"] for e in evaluations[c]] for c in columns},
+    }
     overall = {
         c: {
-            "accuracy": results[c]["accuracy"],
-            "errors": results[c]["errors"],
-            "loss": results[c]["loss"],
+            "accuracy": mean_ci(metric["overall"][c]),
+            "errors": mean_ci(metric["errors"][c]),
+            "per_seed_accuracy": metric["overall"][c],
+            "per_seed_errors": metric["errors"][c],
         }
         for c in columns
     }
-    students = columns[1:5]
-    histories = {name: models[name].record["history"] for name in ["Teacher", *students]}
-    overfit = {name: detect_overfitting(histories[name]) for name in students}
-    md = table_markdown(table, columns, classes)
-    overall_md = overall_markdown(overall, columns)
-    findings = _findings(table, overall, columns, classes, omit, config, overfit, test_counts)
+    comparisons = _comparisons(columns, metric, omit_label)
 
+    students = columns[1:5]
+    overfit = {name: [detect_overfitting(m.record["history"]) for m in models[name]] for name in students}
+    _, norm, kd, norm_no, kd_no, norm_b, kd_b = columns
+
+    def m(col: str, key: str = "omitted") -> str:
+        mean, hw = mean_ci(metric[key][col])
+        return cell(mean, hw, 1 if key == "omitted" else 2) + "%"
+
+    teacher_errors = evaluations["Teacher"][0]["errors"]
+    findings = [
+        f"The teacher gets {m('Teacher', 'overall')} of the test set right ({teacher_errors} errors).",
+        f"Distilled student vs hard-label student, trained on all data (overall accuracy "
+        f"{m(kd, 'overall')} vs {m(norm, 'overall')}): {_phrase(comparisons[0])}.",
+        f"With no example of {omit_label} in the transfer set, the students get {m(norm_no)} (Norm) and "
+        f"{m(kd_no)} (KD) of its {n_omit} test images right; KD minus Norm: {_phrase(comparisons[1])}.",
+        f"After raising the output bias of {omit_label} by {config.bias:+g}: {m(norm_b)} (Norm) and "
+        f"{m(kd_b)} (KD); {kd_b} minus {norm_b}: {_phrase(comparisons[2])}.",
+        f"The bias gains the KD student {_phrase(comparisons[5])} on {omit_label}, the Norm student "
+        f"{_phrase(comparisons[4])}; the difference of the gains is {_phrase(comparisons[6])}.",
+        f"Overall accuracy after the bias: {m(norm_b, 'overall')} (Norm) and {m(kd_b, 'overall')} (KD), "
+        f"against {m(norm_no, 'overall')} and {m(kd_no, 'overall')} before.",
+    ]
+    for name, sentences in overfit.items():
+        hits = [(s, text) for s, text in zip(seeds, sentences) if text]
+        if hits:
+            findings.append(
+                f"{name}: overfitting detected in {len(hits)} of {len(seeds)} seed(s) — "
+                f"seed {hits[0][0]}: {hits[0][1]}."
+            )
+        else:
+            findings.append(
+                f"{name}: no overfitting detected (validation loss never rose past its "
+                "minimum while training loss fell)."
+            )
+    findings.append(
+        f"Soft-target term {'scaled by T^2 (as in the paper)' if config.t2 else 'not scaled by T^2'}, "
+        f"T = {config.temperature:g}, alpha = {config.alpha:g}; student seeds {seeds}, teacher seed "
+        f"{config.seed}."
+        + (
+            " Single runs of the No-class students vary widely between seeds: run --seeds 5 or more "
+            "before trusting a difference."
+            if len(seeds) == 1
+            else ""
+        )
+    )
+
+    md = table_markdown(means, ci95, columns, classes)
+    overall_md = markdown(
+        ["", *columns],
+        [
+            ["Overall accuracy (%)"] + [cell(*overall[c]["accuracy"], 2) for c in columns],
+            ["Test errors"] + [cell(*overall[c]["errors"], 0) for c in columns],
+        ],
+    )
     figures = out / "figures"
-    learning_curves(histories, val_name, figures / "learning_curves.png")
-    per_class_bars(table, columns, classes, figures / "per_class_accuracy.png")
+    histories = {name: [t.record["history"] for t in models[name]] for name in ["Teacher", *students]}
+    monitors = {name: models[name][0].record["identity"]["monitor"] for name in histories}
+    learning_curves(histories, monitors, figures / "learning_curves.png")
+    per_class_bars(means, ci95, columns, classes, figures / "per_class_accuracy.png")
     atomic_write_text(out / "table.md", md + "\n" + overall_md)
-    atomic_write_text(out / "table.csv", table_csv(table, columns, classes))
+    atomic_write_text(out / "table.csv", table_csv(means, ci95, columns, classes))
 
     model_info = {
-        name: {
-            "folder": str(models[name].folder.relative_to(out)),
-            "key": models[name].record["key"],
-            "reused": models[name].reused,
-            "group_wall_time_s": models[name].record["group_wall_time_s"],
-        }
+        name: [
+            {
+                "seed": t.record["seed"],
+                "folder": str(t.folder.relative_to(out)),
+                "key": t.record["key"],
+                "reused": t.reused,
+                "group_wall_time_s": t.record["group_wall_time_s"],
+            }
+            for t in models[name]
+        ]
         for name in ["Teacher", *students]
     }
     times = "; ".join(
-        f"{name} {info['group_wall_time_s']:.0f} s" + (" (reused)" if info["reused"] else "")
+        f"{name} {info[0]['group_wall_time_s']:.0f} s" + (" (reused)" if info[0]["reused"] else "")
         for name, info in model_info.items()
+    )
+    ci_note = (
+        f" Cells: mean ± half-width of the 95% Student-t interval over {len(seeds)} seeds."
+        if len(seeds) > 1
+        else ""
     )
     report = "\n".join(
         [
-            f"# Mythical class: {', '.join(classes[c] for c in omit)} ({config.dataset})",
+            f"# Mythical {omit_label} ({config.dataset})",
             "",
-            "Per-class test accuracy (%); Avg is the mean of the per-class accuracies.",
+            f"Per-class test accuracy (%); Avg is the mean of the per-class accuracies.{ci_note}",
             "",
             md,
             overall_md,
@@ -121,7 +190,7 @@ def write_mythical_digit_outputs(
             "",
             "![Per-class accuracy](figures/per_class_accuracy.png)",
             "",
-            f"![Learning curves](figures/learning_curves.png) — validation curves on the {val_name}.",
+            "![Learning curves](figures/learning_curves.png)",
             "",
             "## Run",
             "",
@@ -136,8 +205,12 @@ def write_mythical_digit_outputs(
     atomic_write_text(out / "report.md", report)
     result = {
         "protocol": "mythical-digit",
-        "table": table,
+        "table": means,
+        "ci95": ci95,
+        "per_seed": per_seed,
+        "seeds": seeds,
         "overall": overall,
+        "comparisons": comparisons,
         "omitted_classes": [classes[c] for c in omit],
         "overfitting": overfit,
         "findings": findings,

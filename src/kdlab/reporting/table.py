@@ -1,26 +1,49 @@
-"""The per-class accuracy table: one column per model, rows per class, then Avg."""
+"""The per-class accuracy table: one column per model, rows per class, then Avg.
+
+Each cell holds the values of every seed; the table shows their mean and, with more than
+one seed, the half-width of the 95% Student-t confidence interval.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 
+from kdlab.reporting.stats import mean_ci
 
-def build_table(columns: list[str], num_classes: int, per_class: dict[str, list[float]]) -> dict:
-    """{column: {"0": %, ..., "Avg": mean of the per-class %}} from per-class fractions."""
+ROW_KEYS_EXTRA = ("Avg",)
+
+
+def per_seed_table(columns: list[str], num_classes: int, per_class: dict[str, list[list[float]]]) -> dict:
+    """{column: {"0": [% per seed], ..., "Avg": [mean of the per-class % per seed]}}."""
     table = {}
     for col in columns:
-        cells = {str(c): 100.0 * per_class[col][c] for c in range(num_classes)}
-        cells["Avg"] = sum(cells.values()) / num_classes
+        seeds = per_class[col]
+        cells = {str(c): [100.0 * s[c] for s in seeds] for c in range(num_classes)}
+        cells["Avg"] = [sum(100.0 * v for v in s) / num_classes for s in seeds]
         table[col] = cells
     return table
 
 
-def _rows(table: dict, columns: list[str], classes: tuple[str, ...]) -> list[list[str]]:
+def summarise(per_seed: dict) -> tuple[dict, dict]:
+    """Means and CI half-widths (None for one seed) of a per-seed table, in the same shape."""
+    means, ci95 = {}, {}
+    for col, cells in per_seed.items():
+        stats = {row: mean_ci(values) for row, values in cells.items()}
+        means[col] = {row: m for row, (m, _) in stats.items()}
+        ci95[col] = {row: hw for row, (_, hw) in stats.items()}
+    return means, ci95
+
+
+def cell(mean: float, hw: float | None, decimals: int) -> str:
+    return f"{mean:.{decimals}f}" if hw is None else f"{mean:.{decimals}f} ± {hw:.{decimals}f}"
+
+
+def _rows(means: dict, ci95: dict, columns: list[str], classes: tuple[str, ...]) -> list[list[str]]:
     rows = []
     for c, name in enumerate(classes):
-        rows.append([name] + [f"{table[col][str(c)]:.1f}" for col in columns])
-    rows.append(["Avg"] + [f"{table[col]['Avg']:.2f}" for col in columns])
+        rows.append([name] + [cell(means[col][str(c)], ci95[col][str(c)], 1) for col in columns])
+    rows.append(["Avg"] + [cell(means[col]["Avg"], ci95[col]["Avg"], 2) for col in columns])
     return rows
 
 
@@ -36,21 +59,20 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), rule, *(line(r) for r in rows)]) + "\n"
 
 
-def table_markdown(table: dict, columns: list[str], classes: tuple[str, ...]) -> str:
-    return markdown(["Class", *columns], _rows(table, columns, classes))
+def table_markdown(means: dict, ci95: dict, columns: list[str], classes: tuple[str, ...]) -> str:
+    return markdown(["Class", *columns], _rows(means, ci95, columns, classes))
 
 
-def table_csv(table: dict, columns: list[str], classes: tuple[str, ...]) -> str:
+def table_csv(means: dict, ci95: dict, columns: list[str], classes: tuple[str, ...]) -> str:
+    """Means, then (with several seeds) one column of CI half-widths per model."""
+    several = any(hw is not None for col in columns for hw in ci95[col].values())
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["Class", *columns])
-    writer.writerows(_rows(table, columns, classes))
+    writer.writerow(["Class", *columns, *([f"{c} ci95" for c in columns] if several else [])])
+    for c, name in [*enumerate(classes), (None, "Avg")]:
+        key, decimals = ("Avg", 2) if c is None else (str(c), 1)
+        row = [name] + [f"{means[col][key]:.{decimals}f}" for col in columns]
+        if several:
+            row += ["" if ci95[col][key] is None else f"{ci95[col][key]:.{decimals}f}" for col in columns]
+        writer.writerow(row)
     return buf.getvalue()
-
-
-def overall_markdown(overall: dict, columns: list[str]) -> str:
-    rows = [
-        ["Overall accuracy (%)"] + [f"{100 * overall[c]['accuracy']:.2f}" for c in columns],
-        ["Test errors"] + [str(overall[c]["errors"]) for c in columns],
-    ]
-    return markdown(["", *columns], rows)

@@ -1,0 +1,23 @@
+# Two entry points: `make run` (set up, then the mythical-digit experiment) and `make test`.
+VENV ?= .venv
+DATA ?= ../shared/data
+PYTHON ?= python3
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q torch==2.13.0
+	$(VENV)/bin/pip install -q -e ".[dev]"
+	touch $@
+
+.PHONY: setup run test bench
+setup: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(VENV)/bin/kdlab run mythical-digit --data-dir $(DATA)
+
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/python bench/bench_protocol.py --data-dir $(DATA)
