@@ -22,6 +22,10 @@ from kdlab.cli import main
         (["--omit", "three"], "unknown class 'three'"),
         (["--omit", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"], "removes every class"),
         (["--device", "tpu"], "--device must be"),
+        (["--calibration", "magic"], "unknown calibration 'magic'"),
+        (["--calibration", "validation"], "set --val-size > 0"),
+        (["--seeds", "0"], "seeds must be >= 1"),
+        (["--memory-mb", "0"], "--memory-mb must be >= 1"),
     ],
 )
 def test_invalid_settings(args, message, shared_data, tmp_path, capsys):

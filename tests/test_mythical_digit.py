@@ -159,3 +159,52 @@ def test_seeds_train_as_groups_and_match_separate_runs(shared_data, tmp_path):
         for row, value in a["table"][col].items():
             assert value == pytest.approx(b["table"][col][row], abs=0.15), (col, row)
     assert "over 2 seeds" in (grouped / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_every_calibration_strategy_end_to_end(first_run, shared_data, tmp_path):
+    out = tmp_path / "cal"
+    strategies = ["validation", "fixed", "oracle-test", "prior-matching"]
+    assert (
+        main(
+            [
+                "run",
+                "mythical-digit",
+                "--data-dir",
+                str(shared_data),
+                "--out",
+                str(out),
+                *SMALL,
+                "--val-size",
+                "2000",
+                "--calibration",
+                *strategies,
+            ]
+        )
+        == 0
+    )
+    results = json.loads((out / "results.json").read_text())
+    for col in ("Norm No3", "KD No3"):
+        assert list(results["calibration"][col]) == strategies
+        assert results["calibration"][col]["fixed"]["shift"] == [3.5]
+        oracle = results["calibration"][col]["oracle-test"]["overall"][0]
+        for strategy in strategies:  # nothing beats the oracle on the test set it looked at
+            assert results["calibration"][col][strategy]["overall"][0] <= oracle + 1e-9
+    # the +B columns use the first strategy's shift
+    kd_b = results["overall"]["KD No3+B"]["per_seed_accuracy"][0]
+    assert kd_b == pytest.approx(results["calibration"]["KD No3"]["validation"]["overall"][0])
+    assert (out / "figures" / "bias_sweep.png").stat().st_size > 0
+    assert "## Calibration" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_shared_model_store_reuses_teacher_and_hard_label_students(shared_data, tmp_path):
+    store = tmp_path / "store"
+    common = ["run", "mythical-digit", "--data-dir", str(shared_data), "--models-dir", str(store), *SMALL]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    assert main([*common, "--out", str(tmp_path / "b"), "--no-t2", "--temperature", "2"]) == 0
+    b = json.loads((tmp_path / "b" / "results.json").read_text())
+    reused = {name: info[0]["reused"] for name, info in b["models"].items()}
+    # the soft-target settings do not touch the teacher or the hard-label students
+    assert reused == {"Teacher": True, "Norm": True, "KD": False, "Norm No3": True, "KD No3": False}
+    assert (tmp_path / "b" / b["models"]["Teacher"][0]["folder"] / "record.json").exists()

@@ -7,13 +7,18 @@ import sys
 
 from kdlab import KdlabError, __version__
 from kdlab.config import RunOptions, add_arguments, from_args, load_toml
-from kdlab.protocols import mythical_digit
+from kdlab.protocols import every_digit, mythical_digit
 
 PROTOCOLS = {
     mythical_digit.NAME: (
         mythical_digit.MythicalDigitConfig,
         mythical_digit.run,
         "teacher and four students, one class left out of the transfer set",
+    ),
+    every_digit.NAME: (
+        every_digit.EveryDigitConfig,
+        every_digit.run,
+        "the mythical-class experiment for each class in turn, calibrated",
     ),
 }
 

@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = _unwrap_optional(hints[f.name])
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        default = " ".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+        help_text = f.metadata.get("help", "") + ("" if f.default is None else f" (default: {default})")
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -112,6 +113,9 @@ class RunOptions:
 
     data_dir: Path | None = option(None, "root holding one folder per data set (mnist/, ...)")
     out: Path | None = option(None, "output folder (default: runs/<protocol>)")
+    models_dir: Path | None = option(
+        None, "store of trained models, shareable between runs and folders (default: <out>/models)"
+    )
     fresh: bool = option(False, "retrain every model instead of reusing finished ones")
     quiet: bool = option(False, "no progress bars")
     device: str = option("auto", "cpu, cuda, or auto (cuda when present)")

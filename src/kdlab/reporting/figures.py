@@ -88,3 +88,49 @@ def per_class_bars(means: dict, ci95: dict, columns: list[str], classes: tuple[s
     ax.grid(axis="y", alpha=0.3)
     ax.legend(ncol=len(columns), fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0))
     _save(fig, path)
+
+
+def bias_sweep(
+    curves: dict[str, dict], marks: dict[str, dict[str, float]], omit_label: str, path: Path
+) -> None:
+    """Accuracy on the omitted classes and overall vs the bias shift, one panel per student,
+    with the shift each calibration strategy chose (mean over seeds) marked."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4.2), squeeze=False)
+    for ax, (name, curve) in zip(axes[0], curves.items()):
+        ax.plot(curve["shift"], curve["omitted"], color="C3", label=f"accuracy on {omit_label}")
+        ax.plot(curve["shift"], curve["overall"], color="C0", label="overall accuracy")
+        for i, (strategy, shift) in enumerate(marks[name].items()):
+            ax.axvline(
+                shift, color=f"C{i + 4}", linestyle="--", linewidth=1, label=f"{strategy}: {shift:+.2f}"
+            )
+        ax.set_title(name)
+        ax.set_xlabel("shift added to the omitted classes' output bias")
+        ax.set_ylabel("test accuracy (%), mean over seeds")
+        ax.set_ylim(0, 101)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    _save(fig, path)
+
+
+def omitted_class_bars(rows: list[dict], strategy: str, path: Path) -> None:
+    """Per omitted class: accuracy on it for Norm and KD, before and after calibration."""
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    bars = [
+        ("Norm", "before", "Norm before"),
+        ("KD", "before", "KD before"),
+        ("Norm", "after", f"Norm after ({strategy})"),
+        ("KD", "after", f"KD after ({strategy})"),
+    ]
+    width = 0.8 / len(bars)
+    for j, (student, when, label) in enumerate(bars):
+        xs = [i + (j - (len(bars) - 1) / 2) * width for i in range(len(rows))]
+        stats = [row["summary"][strategy][when][student] for row in rows]
+        errors = [hw or 0.0 for _, hw in stats]
+        ax.bar(xs, [m for m, _ in stats], width, label=label, yerr=errors if any(errors) else None, capsize=2)
+    ax.set_xticks(range(len(rows)), [row["class"] for row in rows])
+    ax.set_xlabel("omitted class")
+    ax.set_ylabel("test accuracy on the omitted class (%)")
+    ax.set_ylim(0, 105)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(ncol=4, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    _save(fig, path)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from kdlab.config import to_dict
 from kdlab.io import atomic_write_json, atomic_write_text
-from kdlab.reporting.figures import learning_curves, per_class_bars
+from kdlab.reporting.figures import bias_sweep, learning_curves, per_class_bars
 from kdlab.reporting.findings import detect_overfitting
 from kdlab.reporting.stats import mean_ci, paired
 from kdlab.reporting.table import cell, markdown, per_seed_table, summarise, table_csv, table_markdown
@@ -50,6 +51,24 @@ def _phrase(c: dict) -> str:
     )
 
 
+def _calibration_markdown(calibration: dict, omit_label: str) -> str:
+    rows = []
+    for col, strategies in calibration.items():
+        for strategy, values in strategies.items():
+            rows.append(
+                [
+                    col,
+                    strategy,
+                    cell(*mean_ci(values["shift"]), 2),
+                    cell(*mean_ci(values["omitted"]), 1),
+                    cell(*mean_ci(values["overall"]), 2),
+                ]
+            )
+    return markdown(
+        ["Student", "Calibration", "Shift", f"Accuracy on {omit_label} (%)", "Overall accuracy (%)"], rows
+    )
+
+
 def write_mythical_digit_outputs(
     *,
     out: Path,
@@ -60,6 +79,8 @@ def write_mythical_digit_outputs(
     omit,
     evaluations,
     models,
+    calibration,
+    bias_curves,
     provenance,
     wall_time_s,
     test_counts,
@@ -99,13 +120,24 @@ def write_mythical_digit_outputs(
         return cell(mean, hw, 1 if key == "omitted" else 2) + "%"
 
     teacher_errors = evaluations["Teacher"][0]["errors"]
+    first = config.calibration[0]
+    if first == "fixed":
+        how = f"{config.bias:+g} (fixed)"
+    else:
+        how = (
+            "the shift the "
+            + first
+            + " calibration chose (Norm "
+            + ", KD ".join(cell(*mean_ci(calibration[c][first]["shift"]), 2) for c in (norm_no, kd_no))
+            + ")"
+        )
     findings = [
         f"The teacher gets {m('Teacher', 'overall')} of the test set right ({teacher_errors} errors).",
         f"Distilled student vs hard-label student, trained on all data (overall accuracy "
         f"{m(kd, 'overall')} vs {m(norm, 'overall')}): {_phrase(comparisons[0])}.",
         f"With no example of {omit_label} in the transfer set, the students get {m(norm_no)} (Norm) and "
         f"{m(kd_no)} (KD) of its {n_omit} test images right; KD minus Norm: {_phrase(comparisons[1])}.",
-        f"After raising the output bias of {omit_label} by {config.bias:+g}: {m(norm_b)} (Norm) and "
+        f"After raising the output bias of {omit_label} by {how}: {m(norm_b)} (Norm) and "
         f"{m(kd_b)} (KD); {kd_b} minus {norm_b}: {_phrase(comparisons[2])}.",
         f"The bias gains the KD student {_phrase(comparisons[5])} on {omit_label}, the Norm student "
         f"{_phrase(comparisons[4])}; the difference of the gains is {_phrase(comparisons[6])}.",
@@ -149,6 +181,9 @@ def write_mythical_digit_outputs(
     monitors = {name: models[name][0].record["identity"]["monitor"] for name in histories}
     learning_curves(histories, monitors, figures / "learning_curves.png")
     per_class_bars(means, ci95, columns, classes, figures / "per_class_accuracy.png")
+    marks = {col: {st: mean_ci(v["shift"])[0] for st, v in calibration[col].items()} for col in calibration}
+    bias_sweep(bias_curves, marks, omit_label, figures / "bias_sweep.png")
+    calibration_md = _calibration_markdown(calibration, omit_label)
     atomic_write_text(out / "table.md", md + "\n" + overall_md)
     atomic_write_text(out / "table.csv", table_csv(means, ci95, columns, classes))
 
@@ -156,7 +191,7 @@ def write_mythical_digit_outputs(
         name: [
             {
                 "seed": t.record["seed"],
-                "folder": str(t.folder.relative_to(out)),
+                "folder": os.path.relpath(t.folder, out),
                 "key": t.record["key"],
                 "reused": t.reused,
                 "group_wall_time_s": t.record["group_wall_time_s"],
@@ -186,6 +221,15 @@ def write_mythical_digit_outputs(
             "",
             *[f"- {line}" for line in findings],
             "",
+            "## Calibration of the omitted classes' bias",
+            "",
+            "Shift chosen per strategy and the test accuracy it gives (mean over seeds). `oracle-test` "
+            "looks at the test labels (the paper's procedure): an optimistic upper bound. `validation` "
+            "uses a held-out split of the training set; `prior-matching` uses no labels.",
+            "",
+            calibration_md,
+            "![Bias sweep](figures/bias_sweep.png)",
+            "",
             "## Figures",
             "",
             "![Per-class accuracy](figures/per_class_accuracy.png)",
@@ -211,6 +255,8 @@ def write_mythical_digit_outputs(
         "seeds": seeds,
         "overall": overall,
         "comparisons": comparisons,
+        "calibration": calibration,
+        "bias_curves": bias_curves,
         "omitted_classes": [classes[c] for c in omit],
         "overfitting": overfit,
         "findings": findings,
@@ -223,6 +269,7 @@ def write_mythical_digit_outputs(
         print()
     print(md)
     print(overall_md)
+    print(calibration_md)
     for line in findings:
         print(f"- {line}")
     print(f"\nwrote {out}/ (table.md, table.csv, results.json, report.md, figures/) in {wall_time_s:.1f} s")
