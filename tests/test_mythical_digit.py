@@ -208,3 +208,32 @@ def test_shared_model_store_reuses_teacher_and_hard_label_students(shared_data, 
     # the soft-target settings do not touch the teacher or the hard-label students
     assert reused == {"Teacher": True, "Norm": True, "KD": False, "Norm No3": True, "KD No3": False}
     assert (tmp_path / "b" / b["models"]["Teacher"][0]["folder"] / "record.json").exists()
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes(shared_data, tmp_path, monkeypatch, capsys):
+    """Ctrl-C while the students train: the teacher is kept, nothing is half-written, and the
+    rerun trains only what had not finished."""
+    import kdlab.protocols.common as common
+
+    real = common.train_group
+    calls = []
+
+    def interrupt_second_group(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(common, "train_group", interrupt_second_group)
+    out = tmp_path / "out"
+    args = ["run", "mythical-digit", "--data-dir", str(shared_data), "--out", str(out), *SMALL]
+    assert main(args) == 130
+    assert "rerun reuses them" in capsys.readouterr().err
+    assert not (out / "results.json").exists()
+    assert [p.name.split("-")[0] for p in (out / "models").iterdir()] == ["teacher"]
+    monkeypatch.setattr(common, "train_group", real)
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["models"]["Teacher"][0]["reused"] and not results["models"]["KD"][0]["reused"]
+    assert (out / "per_seed.csv").read_text().startswith("column,seed,0,1,")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import zlib
 from pathlib import Path
 
@@ -14,18 +15,25 @@ _UBYTE = 0x08
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def read_bytes(path: Path) -> bytes:
-    """The decompressed bytes of an IDX file, gzipped or raw (told apart by the gzip magic)."""
+def read_file(path: Path) -> tuple[bytes, str | None]:
+    """The decompressed bytes of a file, gzipped or raw (told apart by the gzip magic), and the
+    md5 of the gzip file as stored (None for a raw file)."""
     try:
         data = path.read_bytes()
     except OSError as e:
         raise KdlabError(f"cannot read {path}: {e.strerror}") from e
-    if data[:2] == _GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (EOFError, OSError, zlib.error) as e:
-            raise KdlabError(f"{path} is a corrupt or truncated gzip file ({e})") from e
-    return data
+    if data[:2] != _GZIP_MAGIC:
+        return data, None
+    gz_md5 = hashlib.md5(data).hexdigest()
+    try:
+        return gzip.decompress(data), gz_md5
+    except (EOFError, OSError, zlib.error) as e:
+        raise KdlabError(f"{path} is a corrupt or truncated gzip file ({e})") from e
+
+
+def read_bytes(path: Path) -> bytes:
+    """The decompressed bytes of an IDX file, gzipped or raw (told apart by the gzip magic)."""
+    return read_file(path)[0]
 
 
 def parse_idx(data: bytes, expected_dims: int, source: str) -> np.ndarray:

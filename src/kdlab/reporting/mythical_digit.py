@@ -10,7 +10,15 @@ from kdlab.io import atomic_write_json, atomic_write_text
 from kdlab.reporting.figures import bias_sweep, learning_curves, per_class_bars
 from kdlab.reporting.findings import detect_overfitting
 from kdlab.reporting.stats import mean_ci, paired
-from kdlab.reporting.table import cell, markdown, per_seed_table, summarise, table_csv, table_markdown
+from kdlab.reporting.table import (
+    cell,
+    markdown,
+    per_seed_csv,
+    per_seed_table,
+    summarise,
+    table_csv,
+    table_markdown,
+)
 
 
 def _comparisons(columns, per_seed_metric, omit_label) -> list[dict]:
@@ -186,6 +194,8 @@ def write_mythical_digit_outputs(
     calibration_md = _calibration_markdown(calibration, omit_label)
     atomic_write_text(out / "table.md", md + "\n" + overall_md)
     atomic_write_text(out / "table.csv", table_csv(means, ci95, columns, classes))
+    seeds_of = {c: [t.record["seed"] for t in models[c]] for c in columns}
+    atomic_write_text(out / "per_seed.csv", per_seed_csv(per_seed, seeds_of, classes))
 
     model_info = {
         name: [

@@ -76,3 +76,21 @@ def table_csv(means: dict, ci95: dict, columns: list[str], classes: tuple[str, .
             row += ["" if ci95[col][key] is None else f"{ci95[col][key]:.{decimals}f}" for col in columns]
         writer.writerow(row)
     return buf.getvalue()
+
+
+def per_seed_csv(per_seed: dict, seeds: dict[str, list[int]], classes: tuple[str, ...]) -> str:
+    """Long format, one row per (column, seed): every value behind the table's means."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["column", "seed", *classes, "Avg"])
+    for col, cells in per_seed.items():
+        for i, seed in enumerate(seeds[col]):
+            writer.writerow(
+                [
+                    col,
+                    seed,
+                    *(f"{cells[str(c)][i]:.4f}" for c in range(len(classes))),
+                    f"{cells['Avg'][i]:.4f}",
+                ]
+            )
+    return buf.getvalue()

@@ -98,8 +98,8 @@ def train_group(
         raise ValueError("alpha > 0 needs teacher logits")
     device = x.device
     num_models, n = len(specs), len(transfer)
-    model = StackedMLP(first.sizes, num_models, first.dropout, device)
-    model.reset_parameters([torch.Generator().manual_seed(s.init_seed) for s in specs])
+    model = StackedMLP(first.sizes, num_models, first.dropout)  # initialised on the CPU: the same
+    model.reset_parameters([torch.Generator().manual_seed(s.init_seed) for s in specs])  # on every device
     model.to(device)
     generators = [torch.Generator(device).manual_seed(s.stream_seed) for s in specs]
     optimizer = StackedAdam(list(model.parameters()), [s.lr for s in specs])
