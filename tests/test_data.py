@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import threading
-from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -325,52 +323,7 @@ def test_download_off_with_nothing_present(tmp_path, monkeypatch, cache):
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class FileServer:
-    """What the local server serves (path -> bytes, 404 otherwise) and the paths requested."""
-
-    url: str = ""
-    files: dict[str, bytes] = field(default_factory=dict)
-    requested: list[str] = field(default_factory=list)
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch):
-    """An HTTP server on 127.0.0.1 (any free port) in a thread, shut down after the test."""
-    state = FileServer()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            state.requested.append(self.path)
-            body = state.files.get(self.path.lstrip("/"))
-            if body is None:
-                self.send_error(404, "File not found")
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format, *args):  # keep the test output clean
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    # Make sure no proxy setting in the environment reroutes the requests away from 127.0.0.1.
-    for var in ("NO_PROXY", "no_proxy"):
-        monkeypatch.setenv(var, "127.0.0.1,localhost")
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/"
-    try:
-        yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
-
-
-def serve_all(server: FileServer, prefix: str = "") -> None:
+def serve_all(server, prefix: str = "") -> None:
     server.files.update({f"{prefix}{stem}.gz": gz(data) for stem, data in SYNTH.items()})
 
 

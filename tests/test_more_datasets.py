@@ -12,9 +12,7 @@ import gzip
 import hashlib
 import io
 import tarfile
-import threading
-from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -349,50 +347,6 @@ def test_kmnist_truncated_gzip(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class FileServer:
-    """What the local server serves (path -> bytes, 404 otherwise) and the paths requested."""
-
-    url: str = ""
-    files: dict[str, bytes] = field(default_factory=dict)
-    requested: list[str] = field(default_factory=list)
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch):
-    """An HTTP server on 127.0.0.1 (any free port) in a thread, shut down after the test."""
-    state = FileServer()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            state.requested.append(self.path)
-            body = state.files.get(self.path.lstrip("/"))
-            if body is None:
-                self.send_error(404, "File not found")
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    for var in ("NO_PROXY", "no_proxy"):
-        monkeypatch.setenv(var, "127.0.0.1,localhost")
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/"
-    try:
-        yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
-
-
 def test_kmnist_download(server, monkeypatch, cache):
     """Missing KMNIST files are downloaded as .gz (md5-checked) into the cache and load."""
     server.files.update({f"{stem}.gz": gz(data) for stem, data in IDX_FILES.items()})
@@ -596,7 +550,7 @@ def real_layout(files: dict[str, bytes] = CIFAR_BYTES) -> dict[str, bytes]:
     return {f"cifar-10-batches-bin/{name}": data for name, data in members.items()}
 
 
-def serve_archive(server: FileServer, monkeypatch, archive: bytes, md5_of: bytes | None = None) -> None:
+def serve_archive(server, monkeypatch, archive: bytes, md5_of: bytes | None = None) -> None:
     """Serve `archive` and register cifar10 with the md5 of `md5_of` (by default the archive)."""
     server.files[ARCHIVE] = archive
     register_cifar(monkeypatch, mirrors=(server.url,), archive_md5=md5(archive if md5_of is None else md5_of))
