@@ -237,3 +237,31 @@ def test_interrupted_run_resumes(shared_data, tmp_path, monkeypatch, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["models"]["Teacher"][0]["reused"] and not results["models"]["KD"][0]["reused"]
     assert (out / "per_seed.csv").read_text().startswith("column,seed,0,1,")
+
+
+@pytest.mark.slow
+def test_fashion_mnist_with_a_named_class(shared_data, tmp_path):
+    out = tmp_path / "fm"
+    assert (
+        main(
+            [
+                "run",
+                "mythical-digit",
+                "--dataset",
+                "fashion-mnist",
+                "--omit",
+                "shirt",
+                "--data-dir",
+                str(shared_data),
+                "--out",
+                str(out),
+                *SMALL,
+            ]
+        )
+        == 0
+    )
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["table"])[3:5] == ["Norm Noshirt", "KD Noshirt"]
+    assert results["table"]["Norm Noshirt"]["6"] == 0.0  # shirt is class 6
+    assert results["config"]["dataset"] == "fashion-mnist" and results["config"]["omit"] == ["shirt"]
+    assert "| ankle-boot" in (out / "table.md").read_text()
