@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from kdlab.config import to_dict
-from kdlab.io import atomic_write_json, atomic_write_text
+from kdlab.io import atomic_write_text
 from kdlab.reporting.figures import omitted_class_bars
+from kdlab.reporting.publish import publish
 from kdlab.reporting.stats import mean_ci, paired
 from kdlab.reporting.table import cell, markdown
 
@@ -145,11 +146,4 @@ def write_every_digit_outputs(
         "wall_time_s": wall_time_s,
         **provenance,
     }
-    atomic_write_json(out / "results.json", result)
-    if not quiet:
-        print()
-    print(table_md)
-    for line in findings:
-        print(f"- {line}")
-    print(f"\nwrote {out}/ (table.md, results.json, report.md, figures/) in {wall_time_s:.1f} s")
-    return result
+    return publish(out, result, [table_md], "table.md, results.json, report.md, figures/", quiet)

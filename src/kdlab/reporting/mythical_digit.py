@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 from kdlab.config import to_dict
-from kdlab.io import atomic_write_json, atomic_write_text
+from kdlab.io import atomic_write_text
 from kdlab.reporting.figures import bias_sweep, learning_curves, per_class_bars
 from kdlab.reporting.findings import detect_overfitting
+from kdlab.reporting.publish import publish
 from kdlab.reporting.stats import mean_ci, paired
 from kdlab.reporting.table import (
     cell,
@@ -274,13 +275,10 @@ def write_mythical_digit_outputs(
         "wall_time_s": wall_time_s,
         **provenance,
     }
-    atomic_write_json(out / "results.json", result)
-    if not quiet:
-        print()
-    print(md)
-    print(overall_md)
-    print(calibration_md)
-    for line in findings:
-        print(f"- {line}")
-    print(f"\nwrote {out}/ (table.md, table.csv, results.json, report.md, figures/) in {wall_time_s:.1f} s")
-    return result
+    return publish(
+        out,
+        result,
+        [md, overall_md, calibration_md],
+        "table.md, table.csv, per_seed.csv, results.json, report.md, figures/",
+        quiet,
+    )

@@ -30,16 +30,6 @@ class PairedComparison:
     def as_dict(self) -> dict:
         return {"mean_diff": self.mean, "ci95": self.ci95, "p_value": self.p_value, "n": self.n}
 
-    def phrase(self, unit: str = "points") -> str:
-        if self.ci95 is None:
-            return f"{self.mean:+.1f} {unit} (one seed, no interval)"
-        p = (
-            f"p = {self.p_value:.2g}"
-            if self.p_value is not None and not math.isnan(self.p_value)
-            else "p n/a"
-        )
-        return f"{self.mean:+.1f} ± {self.ci95:.1f} {unit} over {self.n} seeds (paired t-test {p})"
-
 
 def paired(a: list[float], b: list[float]) -> PairedComparison:
     if len(a) != len(b):

@@ -11,8 +11,6 @@ import io
 
 from kdlab.reporting.stats import mean_ci
 
-ROW_KEYS_EXTRA = ("Avg",)
-
 
 def per_seed_table(columns: list[str], num_classes: int, per_class: dict[str, list[list[float]]]) -> dict:
     """{column: {"0": [% per seed], ..., "Avg": [mean of the per-class % per seed]}}."""
