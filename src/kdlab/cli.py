@@ -7,7 +7,7 @@ import sys
 
 from kdlab import KdlabError, __version__
 from kdlab.config import RunOptions, add_arguments, from_args, load_toml
-from kdlab.protocols import every_digit, mythical_digit
+from kdlab.protocols import every_digit, hinton2015, mythical_digit
 
 PROTOCOLS = {
     mythical_digit.NAME: (
@@ -19,6 +19,11 @@ PROTOCOLS = {
         every_digit.EveryDigitConfig,
         every_digit.run,
         "the mythical-class experiment for each class in turn, calibrated",
+    ),
+    hinton2015.NAME: (
+        hinton2015.Hinton2015Config,
+        hinton2015.run,
+        "the paper's own MNIST numbers, side by side with kdlab's",
     ),
 }
 

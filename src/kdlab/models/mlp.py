@@ -15,7 +15,8 @@ from torch import nn
 
 
 class StackedMLP(nn.Module):
-    """ReLU MLPs `sizes[0]-...-sizes[-1]` with dropout `dropout` after each hidden layer."""
+    """ReLU MLPs `sizes[0]-...-sizes[-1]` with dropout `dropout` after each hidden layer and
+    `input_dropout` on the inputs (Srivastava et al. 2014, as used for the paper's teacher)."""
 
     def __init__(
         self,
@@ -23,11 +24,13 @@ class StackedMLP(nn.Module):
         num_models: int,
         dropout: float = 0.0,
         device: torch.device | str = "cpu",
+        input_dropout: float = 0.0,
     ):
         super().__init__()
         self.sizes = tuple(sizes)
         self.num_models = num_models
         self.dropout = dropout
+        self.input_dropout = input_dropout
         self.weights = nn.ParameterList(
             nn.Parameter(torch.empty(num_models, fan_in, fan_out, device=device))
             for fan_in, fan_out in itertools.pairwise(sizes)
@@ -48,20 +51,31 @@ class StackedMLP(nn.Module):
     def forward(self, x: torch.Tensor, generators: list[torch.Generator] | None = None) -> torch.Tensor:
         """Logits [K, B, C] for inputs [K, B, D]; dropout is on when `generators` are given."""
         last = len(self.weights) - 1
+        if generators is not None and self.input_dropout > 0:
+            x = x * self._dropout_mask(x, generators, self.input_dropout)
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             x = torch.baddbmm(b, x, w)
             if i < last:
                 x = torch.relu(x)
                 if generators is not None and self.dropout > 0:
-                    x = x * self._dropout_mask(x, generators)
+                    x = x * self._dropout_mask(x, generators, self.dropout)
         return x
 
-    def _dropout_mask(self, x: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+    @staticmethod
+    def _dropout_mask(x: torch.Tensor, generators: list[torch.Generator], rate: float) -> torch.Tensor:
         """Inverted-dropout mask, each model's slice drawn from that model's generator."""
         noise = torch.empty_like(x)
         for k, gen in enumerate(generators):
             noise[k].uniform_(generator=gen)
-        return (noise >= self.dropout).to(x.dtype) * (1.0 / (1.0 - self.dropout))
+        return (noise >= rate).to(x.dtype) * (1.0 / (1.0 - rate))
+
+    @torch.no_grad()
+    def max_norm_(self, limit: float) -> None:
+        """Rescale every unit's incoming weight vector whose L2 norm exceeds `limit` to `limit`
+        (the max-norm constraint of the paper's teacher; biases are not constrained)."""
+        for w in self.weights:  # [K, in, out]: a unit's incoming weights are a column
+            norms = torch.linalg.vector_norm(w, dim=1, keepdim=True)
+            w.mul_((limit / norms.clamp(min=1e-12)).clamp(max=1.0))
 
     def state_of(self, k: int) -> dict[str, torch.Tensor]:
         """Model k's parameters as a flat dict (w{i}: [in, out], b{i}: [out]) for saving."""

@@ -103,9 +103,12 @@ def train_or_load(
     y_val: torch.Tensor,
     num_classes: int,
     provenance: dict,
+    teacher: StackedMLP | None = None,
+    image_shape: tuple[int, int, int] | None = None,
 ) -> list[TrainedModel]:
     """Reuse the finished models among `jobs` and train the rest in groups as large as the
-    memory budget allows; each model is saved as soon as its group finishes."""
+    memory budget allows; each model is saved as soon as its group finishes. `teacher` and
+    `image_shape` are needed by jittered models (see `train_group`)."""
     done: dict[int, TrainedModel] = {}
     missing = []
     for i, job in enumerate(jobs):
@@ -124,7 +127,19 @@ def train_or_load(
         for chunk in (members[i : i + size] for i in range(0, len(members), size)):
             group = [jobs[i] for i in chunk]
             models = _train_and_save(
-                group, store, opts, x, y, transfer, teacher_logits, x_val, y_val, num_classes, provenance
+                group,
+                store,
+                opts,
+                x,
+                y,
+                transfer,
+                teacher_logits,
+                x_val,
+                y_val,
+                num_classes,
+                provenance,
+                teacher,
+                image_shape,
             )
             done.update(zip(chunk, models))
     return [done[i] for i in range(len(jobs))]
@@ -142,6 +157,8 @@ def _train_and_save(
     y_val,
     num_classes,
     provenance,
+    teacher,
+    image_shape,
 ) -> list[TrainedModel]:
     spec0 = group[0].spec
     names = ", ".join(sorted({j.name for j in group}))
@@ -159,6 +176,8 @@ def _train_and_save(
             y_val,
             num_classes,
             on_step=bar.update,
+            teacher=teacher,
+            image_shape=image_shape,
         )
         wall = time.perf_counter() - start
     trained = []

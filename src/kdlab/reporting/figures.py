@@ -134,3 +134,22 @@ def omitted_class_bars(rows: list[dict], strategy: str, path: Path) -> None:
     ax.grid(axis="y", alpha=0.3)
     ax.legend(ncol=4, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0))
     _save(fig, path)
+
+
+def temperature_sweep(sweep: dict[str, dict], path: Path) -> None:
+    """Test errors against the distillation temperature, one panel per student width, with the
+    same width trained on hard labels as a dashed line."""
+    fig, axes = plt.subplots(1, len(sweep), figsize=(5.2 * len(sweep), 4), squeeze=False)
+    for ax, (width, entry) in zip(axes[0], sweep.items()):
+        ax.plot(entry["temperature"], entry["errors"], "o-", color="C0", label="distilled")
+        if entry["hard"] is not None:
+            ax.axhline(entry["hard"], color="C3", linestyle="--", label="hard labels")
+        ax.set_xscale("log")
+        ax.set_xticks(entry["temperature"], [f"{t:g}" for t in entry["temperature"]])
+        ax.minorticks_off()
+        ax.set_title(f"784-{width}-{width}-10 students")
+        ax.set_xlabel("temperature T")
+        ax.set_ylabel("test errors")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    _save(fig, path)

@@ -1,8 +1,8 @@
 """The training loop: K same-shaped models trained together, each with its own seed and settings.
 
 The whole data set is one tensor; each model walks its own permutation of the transfer set
-(indices gathered from that one tensor), draws its own dropout masks, and has its own
-temperature, alpha and learning rate. A single model is a group of one.
+(indices gathered from that one tensor), draws its own jitter and dropout masks, and has its
+own temperature, alpha and learning rate. A single model is a group of one.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from kdlab.models import StackedMLP
+from kdlab.training.augment import translate
 from kdlab.training.loss import kd_loss
-from kdlab.training.optim import StackedAdam
+from kdlab.training.optim import make_optimizer
+from kdlab.training.schedule import lr_factor
 
 
 @dataclass(frozen=True)
@@ -32,10 +34,27 @@ class TrainSpec:
     temperature: float
     t2: bool  # scale the soft-target term by T^2
     init_seed: int  # initial weights
-    stream_seed: int  # data order and dropout masks
+    stream_seed: int  # data order, jitter and dropout masks
+    input_dropout: float = 0.0  # (group) dropout on the input pixels
+    max_norm: float = 0.0  # (group) cap on the L2 norm of each unit's incoming weights; 0: none
+    jitter: int = 0  # (group) random translation of every training image by up to this many pixels
+    optimizer: str = "adam"  # (group) adam, or sgd with momentum
+    momentum: float = 0.0  # (group) sgd momentum
+    schedule: str = "constant"  # (group) learning-rate schedule over all steps: constant, cosine, linear
 
     def group_key(self) -> tuple:
-        return (self.sizes, self.dropout, self.epochs, self.batch_size)
+        return (
+            self.sizes,
+            self.dropout,
+            self.epochs,
+            self.batch_size,
+            self.input_dropout,
+            self.max_norm,
+            self.jitter,
+            self.optimizer,
+            self.momentum,
+            self.schedule,
+        )
 
 
 @dataclass
@@ -84,25 +103,34 @@ def train_group(
     y_val: torch.Tensor,
     num_classes: int,
     on_step: Callable[[], None] | None = None,
+    teacher: StackedMLP | None = None,
+    image_shape: tuple[int, int, int] | None = None,
 ) -> tuple[StackedMLP, list[list[dict]]]:
     """Train the models of `specs` together on the rows `transfer` of (x, y).
 
-    `teacher_logits` [N, C] are the teacher's outputs on x, computed once (exact: no
-    augmentation); models with alpha > 0 distil from them. Returns the trained stack and,
-    per model, a history with one dict of metrics per epoch.
+    Models with alpha > 0 distil from the teacher: from `teacher_logits` [N, C], its outputs
+    on x computed once, when the images are used as stored; from `teacher` (a stack of one)
+    run on every jittered batch otherwise, since a moved image has its own soft targets.
+    Jitter needs `image_shape`. Returns the trained stack and, per model, a history with one
+    dict of metrics per epoch.
     """
     first = specs[0]
     if any(s.group_key() != first.group_key() for s in specs):
-        raise ValueError("a group needs one architecture, dropout, epoch count and batch size")
-    if teacher_logits is None and any(s.alpha > 0 for s in specs):
-        raise ValueError("alpha > 0 needs teacher logits")
+        raise ValueError("a group needs one architecture, regularisation, optimiser, epochs and batch size")
+    distils = any(s.alpha > 0 for s in specs)
+    if distils and (teacher if first.jitter else teacher_logits) is None:
+        raise ValueError("alpha > 0 needs the teacher's logits, or the teacher itself when jittering")
+    if first.jitter and image_shape is None:
+        raise ValueError("jitter needs the image shape")
     device = x.device
     num_models, n = len(specs), len(transfer)
-    model = StackedMLP(first.sizes, num_models, first.dropout)  # initialised on the CPU: the same
-    model.reset_parameters([torch.Generator().manual_seed(s.init_seed) for s in specs])  # on every device
-    model.to(device)
+    model = StackedMLP(first.sizes, num_models, first.dropout, input_dropout=first.input_dropout)
+    model.reset_parameters([torch.Generator().manual_seed(s.init_seed) for s in specs])  # on the CPU:
+    model.to(device)  # the same initial weights on every device
     generators = [torch.Generator(device).manual_seed(s.stream_seed) for s in specs]
-    optimizer = StackedAdam(list(model.parameters()), [s.lr for s in specs])
+    lrs = [s.lr for s in specs]
+    optimizer = make_optimizer(first.optimizer, list(model.parameters()), lrs, first.momentum)
+    total_steps, step = first.epochs * steps_per_epoch(n, first.batch_size), 0
     temperature = torch.tensor([s.temperature for s in specs], device=device)
     alpha = torch.tensor([s.alpha for s in specs], device=device)
     t2 = torch.tensor([s.t2 for s in specs], device=device)
@@ -118,13 +146,20 @@ def train_group(
         correct = torch.zeros(num_models, dtype=torch.int64, device=device)
         for start in range(0, n, first.batch_size):
             idx = order[:, start : start + first.batch_size]  # [K, B]
-            yb = y[idx]
-            logits = model(x[idx], generators)
-            soft = teacher_logits[idx] if teacher_logits is not None else None
+            yb, xb = y[idx], x[idx]
+            if first.jitter:
+                xb = translate(xb, image_shape, first.jitter, generators)
+            soft = None
+            if distils:
+                soft = teacher_logits[idx] if not first.jitter else _teacher_on(teacher, xb)
+            logits = model(xb, generators)
             loss = kd_loss(logits, yb, soft, temperature, alpha, t2)
             optimizer.zero_grad()
             loss.sum().backward()  # models share no parameters: each gets its own gradient
-            optimizer.step()
+            optimizer.step(lr_factor(first.schedule, step, total_steps))
+            step += 1
+            if first.max_norm > 0:
+                model.max_norm_(first.max_norm)
             loss_sum += loss.detach() * idx.shape[1]
             correct += (logits.detach().argmax(-1) == yb).sum(1)
             if on_step is not None:
@@ -144,6 +179,13 @@ def train_group(
                 }
             )
     return model, histories
+
+
+@torch.no_grad()
+def _teacher_on(teacher: StackedMLP, xb: torch.Tensor) -> torch.Tensor:
+    """The teacher's logits [K, B, C] on a batch of inputs [K, B, D] (all K at once)."""
+    k, b, d = xb.shape
+    return teacher(xb.reshape(1, k * b, d)).view(k, b, -1)
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:

@@ -1,14 +1,18 @@
-"""Adam over stacked parameters with a learning rate per model, on torch's fused kernel.
+"""Optimisers over stacked parameters (a leading model axis), with a learning rate per model.
 
-torch.optim.Adam takes one learning rate per parameter tensor, but a stacked tensor holds K
-models. The fused kernel is elementwise, so it runs unchanged on each model's slice: models
-that share a learning rate go through one fused call, one pass over memory.
+torch.optim takes one learning rate per parameter tensor, but a stacked tensor holds K
+models. Adam: torch's fused kernel is elementwise, so it runs unchanged on each model's
+slice, and models that share a learning rate go through one fused call. SGD with momentum:
+one multiply-add per tensor with the learning rates broadcast along the model axis.
+Both take a schedule factor at every step.
 """
 
 from __future__ import annotations
 
 import torch
 from torch.optim.adam import adam
+
+OPTIMIZERS = ("adam", "sgd")
 
 
 class StackedAdam:
@@ -41,7 +45,7 @@ class StackedAdam:
             p.grad = None
 
     @torch.no_grad()
-    def step(self) -> None:
+    def step(self, lr_factor: float = 1.0) -> None:
         for lr, models in self.by_lr.items():
             slices = [(k, i) for k in models for i in range(len(self.params))]
             adam(
@@ -55,8 +59,38 @@ class StackedAdam:
                 amsgrad=False,
                 beta1=self.betas[0],
                 beta2=self.betas[1],
-                lr=lr,
+                lr=lr * lr_factor,
                 weight_decay=0.0,
                 eps=self.eps,
                 maximize=False,
             )
+
+
+class StackedSGD:
+    """SGD with (heavy-ball) momentum: v = m v + g; p -= lr v."""
+
+    def __init__(self, params: list[torch.nn.Parameter], lrs: list[float], momentum: float):
+        self.params = list(params)
+        self.momentum = momentum
+        self.velocity = [torch.zeros_like(p) for p in self.params]
+        self.lrs = torch.tensor(lrs, dtype=self.params[0].dtype, device=self.params[0].device)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, lr_factor: float = 1.0) -> None:
+        for p, v in zip(self.params, self.velocity):
+            v.mul_(self.momentum).add_(p.grad)
+            p.addcmul_(self.lrs.view(-1, *[1] * (p.dim() - 1)), v, value=-lr_factor)
+
+
+def make_optimizer(
+    name: str, params: list[torch.nn.Parameter], lrs: list[float], momentum: float
+) -> StackedAdam | StackedSGD:
+    if name == "adam":
+        return StackedAdam(params, lrs)
+    if name == "sgd":
+        return StackedSGD(params, lrs, momentum)
+    raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")

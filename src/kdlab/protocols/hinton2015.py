@@ -1,0 +1,478 @@
+"""The paper's own MNIST numbers (Hinton, Vinyals & Dean 2015, section 3), side by side.
+
+A regularised teacher (dropout on inputs and hidden units, max-norm, 2-pixel jitter) teaches
+unregularised 800-800 students: on all training images, without any 3, and with only 7s and
+8s; a hard-label 800-800 student is the baseline. The bias of the missing classes is moved by
+the paper's value and by the value best for this model. A temperature sweep over 300- and
+30-unit students tests the paper's claim about which temperatures work.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from kdlab import KdlabError
+from kdlab.calibration import best_shift, prior_matching_shift
+from kdlab.config import RunOptions, option, to_dict
+from kdlab.data import load_dataset
+from kdlab.protocols.common import (
+    ModelJob,
+    TrainedModel,
+    derive_seed,
+    prepare_out,
+    provenance,
+    setup_torch,
+    stack,
+    train_or_load,
+)
+from kdlab.protocols.study import evaluation
+from kdlab.reporting.hinton2015 import write_hinton2015_outputs
+from kdlab.training.engine import TrainSpec, predict
+from kdlab.training.optim import OPTIMIZERS
+from kdlab.training.schedule import SCHEDULES
+from kdlab.training.store import ModelStore
+
+NAME = "hinton2015"
+OMITTED = 3  # the mythical digit
+KEPT = (7, 8)  # the only digits of the second reduced transfer set
+PAPER_SHIFT_3 = 3.5  # added to the bias of class 3
+PAPER_SHIFT_78 = -7.6  # added to the biases of classes 7 and 8
+
+# Epochs and training images of each budget; everything else is the same in both.
+BUDGETS = {
+    "full": {"subset": 0, "teacher_epochs": 60, "student_epochs": 30, "sweep_epochs": 20},
+    "quick": {"subset": 6000, "teacher_epochs": 3, "student_epochs": 3, "sweep_epochs": 2},
+}
+
+
+@dataclass(frozen=True)
+class Hinton2015Config:
+    """Settings of the reproduction; the defaults are the paper's where it gives them."""
+
+    budget: str = option("full", "full: the real thing; quick: a minutes-long smoke version")
+    dataset: str = option("mnist", "data set (the paper's numbers are for mnist)")
+    seed: int = option(0, "seed of every model")
+    batch_size: int = option(256, "mini-batch size of every model")
+    teacher_hidden: tuple[int, ...] = option((1200, 1200), "hidden layer widths of the teacher")
+    teacher_dropout: float = option(0.5, "teacher: dropout on the hidden units")
+    input_dropout: float = option(0.2, "teacher: dropout on the input pixels")
+    max_norm: float = option(3.5, "teacher: max L2 norm of each unit's incoming weights (0: none)")
+    jitter: int = option(2, "teacher: random translation of its training images by up to N pixels")
+    teacher_optimizer: str = option("adam", f"teacher optimiser: {', '.join(OPTIMIZERS)}")
+    teacher_lr: float = option(1e-3, "teacher learning rate")
+    momentum: float = option(0.9, "momentum of sgd (teacher or students)")
+    schedule: str = option("cosine", f"learning-rate schedule of every model: {', '.join(SCHEDULES)}")
+    student_hidden: tuple[int, ...] = option((800, 800), "hidden layer widths of the paper's students")
+    student_optimizer: str = option("adam", f"student optimiser: {', '.join(OPTIMIZERS)}")
+    student_lr: float = option(1e-3, "student learning rate")
+    temperature: float = option(20.0, "distillation temperature of the 800-800 students")
+    alpha: float = option(
+        1.0, "weight of the soft targets; 1 - alpha weighs the hard labels (1: soft targets only)"
+    )
+    t2: bool = option(True, "multiply the soft-target term by T^2, as the paper does")
+    jitter_transfer: bool = option(
+        False, "jitter the students' transfer set too (the teacher then sees every jittered batch)"
+    )
+    sweep_temperatures: tuple[float, ...] = option(
+        (1.0, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0, 12.0, 20.0, 30.0), "temperatures of the T-sweep"
+    )
+    sweep_widths: tuple[int, ...] = option((300, 30), "hidden widths (both layers) of the T-sweep students")
+    teacher_epochs: int = option(0, "teacher epochs (0: the budget's)")
+    student_epochs: int = option(0, "epochs of the 800-800 students (0: the budget's)")
+    sweep_epochs: int = option(0, "epochs of the T-sweep students (0: the budget's)")
+    subset: int = option(-1, "train on only the first N training images (0: all; -1: the budget's)")
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.budget in BUDGETS, f"budget must be one of {', '.join(BUDGETS)}, not {self.budget!r}"),
+            (self.batch_size >= 1, f"batch size must be >= 1, not {self.batch_size}"),
+            (0 <= self.teacher_dropout < 1, f"teacher dropout must be in [0, 1), not {self.teacher_dropout}"),
+            (0 <= self.input_dropout < 1, f"input dropout must be in [0, 1), not {self.input_dropout}"),
+            (self.max_norm >= 0, f"max norm must be >= 0, not {self.max_norm}"),
+            (self.jitter >= 0, f"jitter must be >= 0 pixels, not {self.jitter}"),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1), not {self.momentum}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
+            (self.temperature > 0, f"temperature must be > 0, not {self.temperature}"),
+            (0 < self.alpha <= 1, f"alpha must be in (0, 1], not {self.alpha}"),
+            (self.teacher_lr > 0 and self.student_lr > 0, "learning rates must be > 0"),
+            (len(self.sweep_temperatures) >= 2, "the T-sweep needs at least two temperatures"),
+            (all(t > 0 for t in self.sweep_temperatures), "sweep temperatures must be > 0"),
+            (len(self.sweep_widths) >= 1, "the T-sweep needs at least one width"),
+            (len(set(self.sweep_widths)) == len(self.sweep_widths), "sweep widths must not repeat"),
+            (
+                len(set(self.sweep_temperatures)) == len(self.sweep_temperatures),
+                "sweep temperatures must not repeat",
+            ),
+            (
+                all(w >= 1 for w in self.teacher_hidden + self.student_hidden + self.sweep_widths),
+                "hidden layer widths must be >= 1",
+            ),
+            (min(self.teacher_epochs, self.student_epochs, self.sweep_epochs) >= 0, "epochs must be >= 0"),
+            (self.subset >= -1, f"subset must be >= 0 (or -1: the budget's), not {self.subset}"),
+        ]
+        for name in ("teacher_optimizer", "student_optimizer"):
+            value = getattr(self, name)
+            checks.append((value in OPTIMIZERS, f"{name.replace('_', ' ')} must be one of {OPTIMIZERS}"))
+        for ok, message in checks:
+            if not ok:
+                raise KdlabError(message)
+
+    def resolved(self, name: str) -> int:
+        """An epoch count or the subset: the value given, else the budget's."""
+        value = getattr(self, name)
+        unset = -1 if name == "subset" else 0
+        return BUDGETS[self.budget][name] if value == unset else value
+
+
+@dataclass
+class Stage:
+    """Models trained together for some rows of the table, and the time they took."""
+
+    models: list[TrainedModel]
+    seconds: float
+    reused: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reused = all(m.reused for m in self.models)
+
+
+def run(config: Hinton2015Config, opts: RunOptions) -> dict:
+    start = time.perf_counter()
+    device = setup_torch(opts)
+    out = opts.out or Path("runs") / NAME
+    data = load_dataset(config.dataset, opts.data_dir, opts.download, opts.quiet)
+    if len(data.classes) <= max(OMITTED, *KEPT):
+        raise KdlabError(f"{config.dataset} has too few classes for this protocol")
+    prepare_out(out, NAME, config.dataset)
+    store = ModelStore(opts.models_dir or out / "models")
+    x, y = data.x_train.to(device), data.y_train.to(device)
+    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
+    subset = config.resolved("subset")
+    rows = torch.arange(subset or len(x), device=device)
+    if subset > len(x):
+        raise KdlabError(f"subset {subset} is larger than the training set ({len(x)})")
+    num_classes = len(data.classes)
+    prov = provenance(to_dict(config), data.hashes)
+    rows_id = {"data_sha256": data.hashes, "subset": subset}
+
+    def spec(hidden, alpha, temperature, epochs, role, **regularisers) -> TrainSpec:
+        optimizer = regularisers.pop("optimizer", config.student_optimizer)
+        return TrainSpec(
+            sizes=(data.num_features, *hidden, num_classes),
+            epochs=epochs,
+            batch_size=config.batch_size,
+            lr=regularisers.pop("lr", config.student_lr),
+            alpha=alpha,
+            temperature=temperature if alpha > 0 else 1.0,
+            t2=config.t2 and alpha > 0,
+            init_seed=derive_seed(config.seed, f"{role}-init"),
+            stream_seed=derive_seed(config.seed, f"{role}-stream"),
+            optimizer=optimizer,
+            momentum=config.momentum if optimizer == "sgd" else 0.0,
+            schedule=config.schedule,
+            dropout=regularisers.pop("dropout", 0.0),
+            jitter=regularisers.pop("jitter", config.jitter if config.jitter_transfer and alpha > 0 else 0),
+            **regularisers,
+        )
+
+    def train(jobs: list[ModelJob], transfer: torch.Tensor, distil: bool = False) -> Stage:
+        began = time.perf_counter()
+        logits, net = (teacher_logits, teacher_net) if distil else (None, None)
+        models = train_or_load(
+            jobs,
+            store,
+            opts,
+            x,
+            y,
+            transfer,
+            logits,
+            x_test,
+            y_test,
+            num_classes,
+            prov,
+            teacher=net,
+            image_shape=data.image_shape,
+        )
+        return Stage(models, time.perf_counter() - began)
+
+    def job(name: str, train_spec: TrainSpec, transfer_name: str, distils: bool) -> ModelJob:
+        identity = {"rows": rows_id, "transfer": transfer_name, "monitor": "test set"}
+        if distils:
+            identity["teacher"] = teacher_key
+        return ModelJob(name, train_spec, identity, config.seed)
+
+    # The teacher: every regulariser the paper names
+    teacher_spec = spec(
+        config.teacher_hidden,
+        0.0,
+        1.0,
+        config.resolved("teacher_epochs"),
+        "teacher",
+        dropout=config.teacher_dropout,
+        input_dropout=config.input_dropout,
+        max_norm=config.max_norm,
+        jitter=config.jitter,
+        optimizer=config.teacher_optimizer,
+        lr=config.teacher_lr,
+    )
+    teacher_job = job("Teacher", teacher_spec, "all", False)
+    teacher_key = teacher_job.key
+    stages = {"teacher": train([teacher_job], rows)}
+    teacher_net = stack(stages["teacher"].models, device)
+    teacher_logits = predict(teacher_net, x)[0]
+    _report_stage("teacher", stages["teacher"], opts)
+
+    # The 800-800 students: hard labels, distilled, distilled without 3s, distilled on 7s and 8s
+    epochs, hidden, temp = config.resolved("student_epochs"), config.student_hidden, config.temperature
+    on = y[rows]
+    transfers = {
+        "all": rows,
+        "no3": rows[on != OMITTED],
+        "only78": rows[torch.isin(on, torch.tensor(KEPT, device=device))],
+    }
+    stages["students"] = train(
+        [
+            job("Hard", spec(hidden, 0.0, 1.0, epochs, "student"), "all", False),
+            job("KD", spec(hidden, config.alpha, temp, epochs, "student"), "all", True),
+        ],
+        transfers["all"],
+        distil=True,
+    )
+    stages["no3"] = train(
+        [job("KD No3", spec(hidden, config.alpha, temp, epochs, "student"), "no3", True)],
+        transfers["no3"],
+        distil=True,
+    )
+    stages["only78"] = train(
+        [job("KD 7,8 only", spec(hidden, config.alpha, temp, epochs, "student"), "only78", True)],
+        transfers["only78"],
+        distil=True,
+    )
+    for name in ("students", "no3", "only78"):
+        _report_stage(name, stages[name], opts)
+
+    # The T-sweep: small students at every temperature, with a hard-label baseline per width
+    sweep_jobs, sweep_index = [], []
+    for width in config.sweep_widths:
+        h = (width, width)
+        sweep_jobs.append(
+            job(f"Hard {width}", spec(h, 0.0, 1.0, config.resolved("sweep_epochs"), "sweep"), "all", False)
+        )
+        sweep_index.append((width, None))
+        for t in config.sweep_temperatures:
+            s = spec(h, config.alpha, t, config.resolved("sweep_epochs"), "sweep")
+            sweep_jobs.append(job(f"KD {width} T={t:g}", s, "all", True))
+            sweep_index.append((width, t))
+    stages["sweep"] = train(sweep_jobs, transfers["all"], distil=True)
+    _report_stage("sweep", stages["sweep"], opts)
+
+    # Test errors, and the bias shifts
+    def test_logits(models: list[TrainedModel]) -> torch.Tensor:
+        return predict(stack(models, device), x_test)
+
+    teacher_test = test_logits(stages["teacher"].models)[0]
+    students = {m.name: m for name in ("students", "no3", "only78") for m in stages[name].models}
+    logits = dict(zip(students, test_logits(list(students.values()))))
+    evals = {name: evaluation(v[None], y_test, num_classes)[0] for name, v in logits.items()}
+    evals["Teacher"] = evaluation(teacher_test[None], y_test, num_classes)[0]
+    n_test = len(y_test)
+    on_3 = y_test == OMITTED
+    others = tuple(c for c in range(num_classes) if c not in KEPT)
+
+    def errors_at(name: str, omit: tuple[int, ...], shift: float) -> tuple[int, int]:
+        """Test errors (all, on class 3) after adding `shift` to the biases of `omit`."""
+        z = logits[name].clone()
+        z[:, list(omit)] += shift
+        wrong = z.argmax(1) != y_test
+        return int(wrong.sum()), int((wrong & on_3).sum())
+
+    shifts_3 = {
+        "paper": PAPER_SHIFT_3,
+        "best on test": best_shift(logits["KD No3"], y_test, (OMITTED,)),
+        "prior matching": prior_matching_shift(logits["KD No3"], teacher_test, (OMITTED,)),
+    }
+    # lowering 7 and 8 by d is raising every other class by d: softmax ignores a common shift
+    shifts_78 = {
+        "paper": PAPER_SHIFT_78,
+        "best on test": -best_shift(logits["KD 7,8 only"], y_test, others),
+        "prior matching": -prior_matching_shift(logits["KD 7,8 only"], teacher_test, others),
+    }
+    sweep_errors = []
+    for width in config.sweep_widths:  # one stack per width
+        models = [m for m, (w, _) in zip(stages["sweep"].models, sweep_index) if w == width]
+        sweep_errors += (test_logits(models).argmax(-1) != y_test).sum(1).tolist()
+    sweep = _sweep_table(sweep_index, sweep_errors)
+
+    seconds = {name: stage.seconds for name, stage in stages.items()}
+    reused = {name: stage.reused for name, stage in stages.items()}
+    t3 = int(on_3.sum())
+    rows_out = [
+        _row(
+            "teacher 784-1200-1200-10 (dropout, max-norm, 2-px jitter)",
+            67,
+            evals["Teacher"]["errors"],
+            "errors",
+            "teacher",
+            seconds,
+            reused,
+        ),
+        _row(
+            "784-800-800-10, no regularisation, hard labels",
+            146,
+            evals["Hard"]["errors"],
+            "errors",
+            "students",
+            seconds,
+            reused,
+        ),
+        _row(
+            f"784-800-800-10 distilled at T={temp:g}",
+            74,
+            evals["KD"]["errors"],
+            "errors",
+            "students",
+            seconds,
+            reused,
+        ),
+        _row(
+            "same, transfer set without any 3",
+            206,
+            evals["KD No3"]["errors"],
+            "errors",
+            "no3",
+            seconds,
+            reused,
+        ),
+        _row(
+            f"… of them on the {t3} test 3s",
+            133,
+            errors_at("KD No3", (OMITTED,), 0.0)[1],
+            "errors",
+            "no3",
+            seconds,
+            reused,
+        ),
+    ]
+    for how, shift in shifts_3.items():
+        total, on3 = errors_at("KD No3", (OMITTED,), shift)
+        label = f"… bias of 3 raised by {shift:+.2f} ({how})"
+        rows_out.append(_row(label, 109 if how == "paper" else None, total, "errors", "no3", seconds, reused))
+        rows_out.append(
+            _row(
+                f"{label}: errors on 3s",
+                14 if how == "paper" else None,
+                on3,
+                "errors",
+                "no3",
+                seconds,
+                reused,
+            )
+        )
+    rows_out.append(
+        _row(
+            "transfer set holding only 7s and 8s",
+            47.3,
+            100 * evals["KD 7,8 only"]["errors"] / n_test,
+            "% error",
+            "only78",
+            seconds,
+            reused,
+        )
+    )
+    for how, shift in shifts_78.items():
+        total, _ = errors_at("KD 7,8 only", KEPT, shift)
+        rows_out.append(
+            _row(
+                f"… biases of 7 and 8 moved by {shift:+.2f} ({how})",
+                13.2 if how == "paper" else None,
+                100 * total / n_test,
+                "% error",
+                "only78",
+                seconds,
+                reused,
+            )
+        )
+    rows_out += _sweep_rows(sweep, config, seconds, reused)
+    return write_hinton2015_outputs(
+        out=out,
+        config=config,
+        rows=rows_out,
+        sweep=sweep,
+        shifts={"3": shifts_3, "7,8": shifts_78},
+        stages={name: {"seconds": s.seconds, "reused": s.reused} for name, s in stages.items()},
+        histories={m.name: m.record["history"] for stage in stages.values() for m in stage.models},
+        provenance=prov,
+        wall_time_s=time.perf_counter() - start,
+        quiet=opts.quiet,
+    )
+
+
+def _row(experiment, paper, kdlab, unit: str, stage: str, seconds: dict, reused: dict) -> dict:
+    """One line of the side-by-side table; `stage` names the training it needed."""
+    numeric = isinstance(paper, (int, float)) and isinstance(kdlab, (int, float))
+    return {
+        "experiment": experiment,
+        "paper": paper,
+        "kdlab": kdlab,
+        "difference": kdlab - paper if numeric else None,
+        "unit": unit,
+        "stage": stage,
+        "stage_seconds": seconds[stage],
+        "reused": reused[stage],
+    }
+
+
+def _sweep_table(index: list[tuple[int, float | None]], errors: list[int]) -> dict:
+    """Test errors per width: of the hard-label baseline and at every temperature."""
+    table: dict[str, dict] = {}
+    for (width, t), e in zip(index, errors):
+        entry = table.setdefault(str(width), {"hard": None, "temperature": [], "errors": []})
+        if t is None:
+            entry["hard"] = e
+        else:
+            entry["temperature"].append(t)
+            entry["errors"].append(e)
+    return table
+
+
+def _sweep_rows(sweep: dict, config: Hinton2015Config, seconds: dict, reused: dict) -> list[dict]:
+    """The paper's qualitative T-sweep claims, each as a measured row."""
+    rows = []
+    for width, entry in sweep.items():
+        temps, errors = entry["temperature"], entry["errors"]
+        best = temps[min(range(len(temps)), key=errors.__getitem__)]
+        high = [e for t, e in zip(temps, errors) if t >= 8]
+        rows.append(
+            _row(
+                f"{width}-unit students: best T",
+                "2.5–4" if int(width) < 300 else "any above 8",
+                best,
+                "T",
+                "sweep",
+                seconds,
+                reused,
+            )
+        )
+        if high:
+            rows.append(
+                _row(
+                    f"{width}-unit students: errors over T ≥ 8 (min–max)",
+                    "similar" if int(width) >= 300 else None,
+                    f"{min(high)}–{max(high)}",
+                    "errors",
+                    "sweep",
+                    seconds,
+                    reused,
+                )
+            )
+    return rows
+
+
+def _report_stage(name: str, stage: Stage, opts: RunOptions) -> None:
+    if not opts.quiet:
+        state = "reused" if stage.reused else "trained"
+        print(f"{name}: {len(stage.models)} model(s) {state} in {stage.seconds:.1f} s", flush=True)

@@ -1,0 +1,137 @@
+"""The paper's regularisers and optimisers: jitter, input dropout, max-norm, SGD, schedules."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from kdlab.models import StackedMLP
+from kdlab.training.augment import translate
+from kdlab.training.engine import TrainSpec, train_group
+from kdlab.training.optim import StackedSGD
+from kdlab.training.schedule import lr_factor
+
+
+def _naive_shift(image: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Image [C, H, W] moved by (dy, dx), the border pixels repeated into the gap."""
+    _c, h, w = image.shape
+    out = torch.empty_like(image)
+    for i in range(h):
+        for j in range(w):
+            out[:, i, j] = image[:, min(max(i - dy, 0), h - 1), min(max(j - dx, 0), w - 1)]
+    return out
+
+
+def test_translate_moves_each_image_by_its_own_shift():
+    shape = (2, 5, 6)
+    x = torch.randn(3, 4, 2 * 5 * 6)
+    gens = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
+    moved = translate(x, shape, 2, gens)
+    replay = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
+    for k, g in enumerate(replay):
+        dy, dx = torch.randint(-2, 3, (2, 4), generator=g)
+        for b in range(4):
+            expected = _naive_shift(x[k, b].view(shape), int(dy[b]), int(dx[b]))
+            assert torch.equal(moved[k, b].view(shape), expected)
+
+
+def test_translate_by_zero_pixels_is_the_identity():
+    x = torch.randn(2, 3, 16)
+    assert torch.equal(translate(x, (1, 4, 4), 0, [torch.Generator(), torch.Generator()]), x)
+
+
+def test_max_norm_caps_only_the_long_columns():
+    model = StackedMLP((6, 5, 3), 2)
+    model.reset_parameters([torch.Generator().manual_seed(s) for s in (1, 2)])
+    with torch.no_grad():
+        model.weights[0][1, :, 0] *= 100.0  # one long column in model 1
+    before = [w.clone() for w in model.weights]
+    model.max_norm_(1.0)
+    norms = torch.linalg.vector_norm(model.weights[0].detach(), dim=1)
+    assert norms.max() <= 1.0 + 1e-6
+    assert math.isclose(float(norms[1, 0]), 1.0, rel_tol=1e-6)
+    short = torch.linalg.vector_norm(before[1], dim=1) <= 1.0
+    assert torch.equal(
+        model.weights[1][short.unsqueeze(1).expand_as(before[1])],
+        before[1][short.unsqueeze(1).expand_as(before[1])],
+    )
+
+
+def test_stacked_sgd_matches_torch_sgd_with_momentum():
+    torch.manual_seed(0)
+    stacked = torch.nn.Parameter(torch.randn(2, 4, 3))
+    singles = [torch.nn.Parameter(stacked[k].detach().clone()) for k in range(2)]
+    lrs = [0.1, 0.01]
+    ours = StackedSGD([stacked], lrs, momentum=0.9)
+    theirs = [torch.optim.SGD([singles[k]], lr=lrs[k], momentum=0.9) for k in range(2)]
+    for _ in range(4):
+        grad = torch.randn(2, 4, 3)
+        stacked.grad = grad.clone()
+        ours.step()
+        for k in range(2):
+            singles[k].grad = grad[k].clone()
+            theirs[k].step()
+    for k in range(2):
+        assert torch.allclose(stacked[k], singles[k], atol=1e-6)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "linear"])
+def test_schedules_start_at_one_and_never_grow(schedule):
+    factors = [lr_factor(schedule, s, 10) for s in range(11)]
+    assert factors[0] == 1.0
+    assert all(a >= b for a, b in itertools.pairwise(factors))
+    assert factors[-1] == (1.0 if schedule == "constant" else pytest.approx(0.0, abs=1e-12))
+
+
+def _images(n=96, side=6, c=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, side * side, generator=g)
+    y = (x[:, :c].argmax(1) + (torch.rand(n, generator=g) < 0.1).long()) % c
+    return x, y
+
+
+def _spec(**kw):
+    base = dict(
+        sizes=(36, 16, 16, 3), dropout=0.3, epochs=2, batch_size=16, lr=0.05, alpha=0.0, temperature=3.0,
+        t2=True, init_seed=1, stream_seed=2, input_dropout=0.2, max_norm=1.5, jitter=1, optimizer="sgd",
+        momentum=0.9, schedule="cosine",
+    )  # fmt: skip
+    return TrainSpec(**{**base, **kw})
+
+
+def test_group_equals_separate_runs_with_every_regulariser_and_a_jittered_teacher():
+    x, y = _images()
+    teacher = StackedMLP((36, 8, 3), 1)
+    teacher.reset_parameters([torch.Generator().manual_seed(9)])
+    specs = [
+        _spec(),
+        _spec(alpha=0.9, temperature=2.0, init_seed=3, stream_seed=4),
+        _spec(alpha=1.0, lr=0.01, init_seed=5, stream_seed=6),
+    ]
+    transfer = torch.arange(len(x))
+    common = dict(teacher=teacher, image_shape=(1, 6, 6))
+    group, group_hist = train_group(specs, x, y, transfer, None, x, y, 3, **common)
+    for k, spec in enumerate(specs):
+        single, single_hist = train_group([spec], x, y, transfer, None, x, y, 3, **common)
+        assert abs(group_hist[k][-1]["train_loss"] - single_hist[0][-1]["train_loss"]) < 1e-5
+        for name, value in single.state_of(0).items():
+            assert torch.allclose(group.state_of(k)[name], value, atol=1e-5)
+    assert torch.linalg.vector_norm(group.weights[0], dim=1).max() <= 1.5 + 1e-5
+
+
+def test_jittered_distillation_needs_the_teacher_itself():
+    x, y = _images()
+    logits = torch.randn(len(x), 3)
+    with pytest.raises(ValueError, match="teacher itself"):
+        train_group([_spec(alpha=0.5)], x, y, torch.arange(len(x)), logits, x, y, 3, image_shape=(1, 6, 6))
+
+
+def test_input_dropout_changes_training_and_is_off_at_evaluation():
+    x, y = _images()
+    transfer = torch.arange(len(x))
+    plain, _ = train_group([_spec(input_dropout=0.0)], x, y, transfer, None, x, y, 3, image_shape=(1, 6, 6))
+    dropped, _ = train_group([_spec(input_dropout=0.5)], x, y, transfer, None, x, y, 3, image_shape=(1, 6, 6))
+    assert not torch.equal(plain.weights[0], dropped.weights[0])
+    dropped.eval()
+    assert torch.equal(dropped(x[None]), dropped(x[None]))
