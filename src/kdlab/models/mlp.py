@@ -8,13 +8,14 @@ model trained inside a group gets the same numbers as the same model trained alo
 from __future__ import annotations
 
 import itertools
-import math
 
 import torch
 from torch import nn
 
+from kdlab.models.stacked import StackedModule, uniform_fan_in_
 
-class StackedMLP(nn.Module):
+
+class StackedMLP(StackedModule):
     """ReLU MLPs `sizes[0]-...-sizes[-1]` with dropout `dropout` after each hidden layer."""
 
     def __init__(
@@ -41,9 +42,8 @@ class StackedMLP(nn.Module):
         """PyTorch's nn.Linear initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), per model."""
         for k, gen in enumerate(generators):
             for w, b in zip(self.weights, self.biases):
-                bound = 1.0 / math.sqrt(w.shape[1])
-                w[k].uniform_(-bound, bound, generator=gen)
-                b[k].uniform_(-bound, bound, generator=gen)
+                uniform_fan_in_(w[k], w.shape[1], gen)
+                uniform_fan_in_(b[k], w.shape[1], gen)
 
     def forward(self, x: torch.Tensor, generators: list[torch.Generator] | None = None) -> torch.Tensor:
         """Logits [K, B, C] for inputs [K, B, D]; dropout is on when `generators` are given."""
@@ -55,13 +55,6 @@ class StackedMLP(nn.Module):
                 if generators is not None and self.dropout > 0:
                     x = x * self._dropout_mask(x, generators)
         return x
-
-    def _dropout_mask(self, x: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
-        """Inverted-dropout mask, each model's slice drawn from that model's generator."""
-        noise = torch.empty_like(x)
-        for k, gen in enumerate(generators):
-            noise[k].uniform_(generator=gen)
-        return (noise >= self.dropout).to(x.dtype) * (1.0 / (1.0 - self.dropout))
 
     def state_of(self, k: int) -> dict[str, torch.Tensor]:
         """Model k's parameters as a flat dict (w{i}: [in, out], b{i}: [out]) for saving."""
@@ -76,19 +69,3 @@ class StackedMLP(nn.Module):
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             w[k].copy_(state[f"w{i}"])
             b[k, 0].copy_(state[f"b{i}"])
-
-    @classmethod
-    def from_states(
-        cls,
-        sizes: tuple[int, ...],
-        states: list[dict[str, torch.Tensor]],
-        dropout: float = 0.0,
-        device: torch.device | str = "cpu",
-    ) -> StackedMLP:
-        model = cls(sizes, len(states), dropout, device)
-        for k, state in enumerate(states):
-            model.load_state_into(k, state)
-        return model
-
-    def num_params_per_model(self) -> int:
-        return sum(p[0].numel() for p in self.parameters())
