@@ -1,8 +1,9 @@
-"""Benchmark StackedCNN training steps: grouped convolution against a loop over the models.
+"""Benchmark StackedCNN training steps: a loop over the models against one grouped convolution.
 
 Times forward, backward and an Adam step of K models on random CIFAR-sized images for the
-teacher and the student widths, K = 1 and 4, with the grouped convolution StackedCNN uses, a
-Python loop calling F.conv2d once per model, and each of them in channels_last memory format.
+teacher and the student widths, K = 1 and 4, with the loop calling F.conv2d once per model
+that StackedCNN uses, a grouped convolution over all K models, and each of them with
+channels_last and with contiguous activations.
 Prints images/s per model and all models, and the seconds a group needs for an epoch of
 50,000 images per model. Random data: this measures speed only.
 
@@ -27,43 +28,35 @@ STUDENT = (3072, 16, 32, 64, 10)
 EPOCH = 50_000
 
 
-class LoopCNN(StackedCNN):
-    """The same models run one at a time: one F.conv2d per model and stage."""
+class LoopContiguous(StackedCNN):
+    """StackedCNN's loop over the models on contiguous (channels first) activations."""
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        outputs = []
-        for k in range(x.shape[0]):
-            h = self._layout(x[k].reshape(-1, *self.image_shape))
-            for w, bias in zip(self.weights[:-1], self.biases[:-1]):
-                h = F.max_pool2d(torch.relu(F.conv2d(h, w[k], bias[k], padding=KERNEL // 2)), 2)
-            outputs.append(h.mean((2, 3)))
-        return torch.stack(outputs)
-
-    def _layout(self, h: torch.Tensor) -> torch.Tensor:
-        return h
+    memory_format = torch.contiguous_format
 
 
-class LoopChannelsLast(LoopCNN):
-    def _layout(self, h: torch.Tensor) -> torch.Tensor:
-        return h.contiguous(memory_format=torch.channels_last)
-
-
-class GroupedContiguous(StackedCNN):
-    """The grouped convolution on contiguous (channels first) activations."""
+class Grouped(StackedCNN):
+    """All K models in one grouped convolution per stage, activations [B, K*C, H, W]."""
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         k, b = x.shape[:2]
         h = x.reshape(k, b, *self.image_shape).transpose(0, 1).reshape(b, -1, *self.image_shape[1:])
+        h = h.contiguous(memory_format=self.memory_format)
         for w, bias in zip(self.weights[:-1], self.biases[:-1]):
-            h = F.max_pool2d(torch.relu(F.conv2d(h, w.flatten(0, 1), bias.flatten(), padding=1, groups=k)), 2)
+            kernel = w.flatten(0, 1).contiguous(memory_format=self.memory_format)
+            h = F.conv2d(h, kernel, bias.flatten(), padding=KERNEL // 2, groups=k)
+            h = F.max_pool2d(torch.relu(h), 2)
         return h.mean((2, 3)).view(b, k, -1).transpose(0, 1)
 
 
+class GroupedContiguous(Grouped):
+    memory_format = torch.contiguous_format
+
+
 VARIANTS = {
-    "grouped, channels_last (StackedCNN)": StackedCNN,
+    "loop, channels_last (StackedCNN)": StackedCNN,
+    "loop, contiguous": LoopContiguous,
+    "grouped, channels_last": Grouped,
     "grouped, contiguous": GroupedContiguous,
-    "loop": LoopCNN,
-    "loop, channels_last": LoopChannelsLast,
 }
 
 
@@ -100,6 +93,10 @@ def fastest_steps(steps: dict[str, Callable[[], None]], repeats: int) -> dict[st
     return best
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    return tuple(int(w) for w in text.split(","))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -107,6 +104,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per case and implementation")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--teacher", type=_widths, default=TEACHER[1:-1], help="conv widths, e.g. 64,128,256")
+    parser.add_argument("--student", type=_widths, default=STUDENT[1:-1], help="conv widths, e.g. 16,32,64")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -114,7 +113,8 @@ def main() -> None:
     print(f"{args.threads} threads, fp32, Adam\n")
     print("| model | sizes | params | K | implementation | images/s per model | images/s, all | s/epoch |")
     print("|---|---|---:|---:|---|---:|---:|---:|")
-    for name, sizes in (("student", STUDENT), ("teacher", TEACHER)):
+    for name, widths in (("student", args.student), ("teacher", args.teacher)):
+        sizes = (TEACHER[0], *widths, TEACHER[-1])
         params = StackedCNN(sizes, 1).num_params_per_model()
         for k in (1, 4):
             steps = {v: training_step(VARIANTS[v], sizes, k, args.batch_size) for v in args.variants}

@@ -5,9 +5,9 @@ global average pool, dropout and a linear layer give the logits. There is no bat
 normalisation: batch statistics would couple the images of a batch in ways that depend on the
 group, and a model trained inside a group must get the same numbers as alone.
 
-All K models run in one grouped convolution per stage (activations kept as [B, K*C, H, W] in
-channels_last memory), which measured faster on the CPU than a Python loop over the models
-and than the contiguous layout (bench/bench_cnn.py).
+The parameters are stacked like StackedMLP's, but the convolutions run one model at a time:
+on the CPU a loop of per-model convolutions in channels_last memory measured faster than one
+grouped convolution over all K (bench/bench_cnn.py), so a group saves no time per model here.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ class StackedCNN(StackedModule):
     feature makes sense; the conv stages, whose neighbouring pixels are strongly correlated,
     have none.
     """
+
+    memory_format = torch.channels_last  # of the activations
 
     def __init__(
         self,
@@ -76,19 +78,18 @@ class StackedCNN(StackedModule):
         return torch.baddbmm(self.biases[-1], features, self.weights[-1])
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Globally pooled features [K, B, width_n]: one grouped convolution per stage for all K.
+        """Globally pooled features [K, B, width_n], one model at a time.
 
-        Activations are [B, K*C, H, W] in channels_last memory, which oneDNN convolves without
-        reordering; on this CPU that beat the contiguous layout and a loop over the models."""
-        k, b = x.shape[:2]
-        c, height, width = self.image_shape
-        h = x.reshape(k, b, c, height, width).permute(1, 3, 4, 0, 2).reshape(b, height, width, k * c)
-        h = h.permute(0, 3, 1, 2)  # [B, K*C, H, W], stored channels last
-        for w, bias in zip(self.weights[:-1], self.biases[:-1]):
-            kernel = w.flatten(0, 1).contiguous(memory_format=torch.channels_last)
-            h = F.conv2d(h, kernel, bias.flatten(), padding=KERNEL // 2, groups=k)
-            h = F.max_pool2d(torch.relu(h), 2)
-        return h.mean((2, 3)).view(b, k, -1).transpose(0, 1)
+        A loop of per-model convolutions on channels_last activations (the layout oneDNN
+        convolves without reordering) measured faster on the CPU than one grouped convolution
+        over all K models (bench/bench_cnn.py)."""
+        outputs = []
+        for k in range(len(x)):
+            h = x[k].reshape(-1, *self.image_shape).contiguous(memory_format=self.memory_format)
+            for w, bias in zip(self.weights[:-1], self.biases[:-1]):
+                h = F.max_pool2d(torch.relu(F.conv2d(h, w[k], bias[k], padding=KERNEL // 2)), 2)
+            outputs.append(h.mean((2, 3)))
+        return torch.stack(outputs)
 
     def state_of(self, k: int) -> dict[str, torch.Tensor]:
         """Model k's parameters as a flat dict for saving: conv stages w{i}: [out, in, 3, 3] and
