@@ -102,8 +102,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per case and implementation")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--teacher", type=_widths, default=CIFAR10_TEACHER[1:-1], help="widths, e.g. 64,128,256")
-    parser.add_argument("--student", type=_widths, default=CIFAR10_STUDENT[1:-1], help="widths, e.g. 16,32,64")
+    parser.add_argument(
+        "--teacher", type=_widths, default=CIFAR10_TEACHER[1:-1], help="widths, e.g. 64,128,256"
+    )
+    parser.add_argument(
+        "--student", type=_widths, default=CIFAR10_STUDENT[1:-1], help="widths, e.g. 16,32,64"
+    )
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
