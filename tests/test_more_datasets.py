@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import tarfile
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 import torch
 
 from kdlab import KdlabError
+from kdlab.cli import main
 from kdlab.data import DATASETS, Dataset, DatasetSpec, load_dataset
 from kdlab.data.datasets import CIFAR10, FASHION_MNIST, KMNIST, MNIST, SPLIT_FILES
 
@@ -368,11 +370,12 @@ CIFAR_NAMES = (*BATCHES, TEST_BATCH)
 META = "".join(f"{name}\n" for name in CIFAR10.classes) + "\n"  # the real file ends in a blank line
 
 
-def cifar_batch(seed: int) -> tuple[np.ndarray, np.ndarray, bytes]:
-    """Random images [RECORDS, 3, 32, 32], labels, and the batch file's bytes."""
+def cifar_batch(seed: int, records: int = RECORDS) -> tuple[np.ndarray, np.ndarray, bytes]:
+    """Random images [records, 3, 32, 32], labels (every class when records >= 10), and the
+    batch file's bytes."""
     rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (RECORDS, 3, 32, 32), dtype=np.uint8)
-    labels = rng.integers(0, 10, RECORDS, dtype=np.uint8)
+    images = rng.integers(0, 256, (records, 3, 32, 32), dtype=np.uint8)
+    labels = (np.arange(records) % 10 if records >= 10 else rng.integers(0, 10, records)).astype(np.uint8)
     data = b"".join(bytes([label]) + image.tobytes() for label, image in zip(labels, images))
     return images, labels, data
 
@@ -392,7 +395,7 @@ def write_cifar(folder: Path, files: dict[str, bytes] = CIFAR_BYTES, meta: str |
 
 def register_cifar(monkeypatch: pytest.MonkeyPatch, **changes) -> DatasetSpec:
     """Register under cifar10 a copy of its spec with RECORDS images per batch file."""
-    spec = replace(CIFAR10, records_per_file=RECORDS, **changes)
+    spec = replace(CIFAR10, **{"records_per_file": RECORDS, **changes})
     monkeypatch.setitem(DATASETS, "cifar10", spec)
     return spec
 
@@ -655,3 +658,26 @@ def test_cifar10_partial_cache_folder_is_not_overwritten(server, monkeypatch, ca
     with pytest.raises(KdlabError, match="exists but is incomplete"):
         load_cifar(download=True)
     assert server.requested == []
+
+
+@pytest.mark.slow
+def test_cifar10_trains_the_cnn_pair_end_to_end(tmp_path, monkeypatch):
+    """On CIFAR-10 the protocols pick the CNN teacher and student, and the named class is omitted."""
+    records = 30
+    register_cifar(monkeypatch, records_per_file=records)
+    write_cifar(
+        tmp_path / "cifar10", {name: cifar_batch(i, records)[2] for i, name in enumerate(CIFAR_NAMES)}
+    )
+    out = tmp_path / "out"
+    args = ["run", "mythical-digit", "--dataset", "cifar10", "--omit", "cat", "--epochs", "1"]
+    assert main([*args, "--data-dir", str(tmp_path), "--out", str(out), "--quiet", "--no-download"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["arch"] == "cnn" and results["config"]["omit"] == ["cat"]
+    records_by_name = {
+        json.loads(p.read_text())["name"]: json.loads(p.read_text())
+        for p in out.glob("models/**/record.json")
+    }
+    assert records_by_name["Teacher"]["spec"]["sizes"] == [3072, 32, 64, 128, 10]
+    assert records_by_name["KD Nocat"]["spec"]["sizes"] == [3072, 8, 16, 32, 10]
+    assert all(r["spec"]["arch"] == "cnn" for r in records_by_name.values())
+    assert records_by_name["KD Nocat"]["transfer_size"] == 5 * records * 9 // 10

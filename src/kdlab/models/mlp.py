@@ -8,13 +8,14 @@ model trained inside a group gets the same numbers as the same model trained alo
 from __future__ import annotations
 
 import itertools
-import math
 
 import torch
 from torch import nn
 
+from kdlab.models.stacked import StackedModule, uniform_fan_in_
 
-class StackedMLP(nn.Module):
+
+class StackedMLP(StackedModule):
     """ReLU MLPs `sizes[0]-...-sizes[-1]` with dropout `dropout` after each hidden layer and
     `input_dropout` on the inputs (Srivastava et al. 2014, as used for the paper's teacher)."""
 
@@ -44,15 +45,13 @@ class StackedMLP(nn.Module):
         """PyTorch's nn.Linear initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), per model."""
         for k, gen in enumerate(generators):
             for w, b in zip(self.weights, self.biases):
-                bound = 1.0 / math.sqrt(w.shape[1])
-                w[k].uniform_(-bound, bound, generator=gen)
-                b[k].uniform_(-bound, bound, generator=gen)
+                uniform_fan_in_(w[k], w.shape[1], gen)
+                uniform_fan_in_(b[k], w.shape[1], gen)
 
     def forward(self, x: torch.Tensor, generators: list[torch.Generator] | None = None) -> torch.Tensor:
         """Logits [K, B, C] for inputs [K, B, D]; dropout is on when `generators` are given."""
         last = len(self.weights) - 1
-        if generators is not None and self.input_dropout > 0:
-            x = x * self._dropout_mask(x, generators, self.input_dropout)
+        x = self._drop_inputs(x, generators)
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             x = torch.baddbmm(b, x, w)
             if i < last:
@@ -60,22 +59,6 @@ class StackedMLP(nn.Module):
                 if generators is not None and self.dropout > 0:
                     x = x * self._dropout_mask(x, generators, self.dropout)
         return x
-
-    @staticmethod
-    def _dropout_mask(x: torch.Tensor, generators: list[torch.Generator], rate: float) -> torch.Tensor:
-        """Inverted-dropout mask, each model's slice drawn from that model's generator."""
-        noise = torch.empty_like(x)
-        for k, gen in enumerate(generators):
-            noise[k].uniform_(generator=gen)
-        return (noise >= rate).to(x.dtype) * (1.0 / (1.0 - rate))
-
-    @torch.no_grad()
-    def max_norm_(self, limit: float) -> None:
-        """Rescale every unit's incoming weight vector whose L2 norm exceeds `limit` to `limit`
-        (the max-norm constraint of the paper's teacher; biases are not constrained)."""
-        for w in self.weights:  # [K, in, out]: a unit's incoming weights are a column
-            norms = torch.linalg.vector_norm(w, dim=1, keepdim=True)
-            w.mul_((limit / norms.clamp(min=1e-12)).clamp(max=1.0))
 
     def state_of(self, k: int) -> dict[str, torch.Tensor]:
         """Model k's parameters as a flat dict (w{i}: [in, out], b{i}: [out]) for saving."""
@@ -90,19 +73,3 @@ class StackedMLP(nn.Module):
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             w[k].copy_(state[f"w{i}"])
             b[k, 0].copy_(state[f"b{i}"])
-
-    @classmethod
-    def from_states(
-        cls,
-        sizes: tuple[int, ...],
-        states: list[dict[str, torch.Tensor]],
-        dropout: float = 0.0,
-        device: torch.device | str = "cpu",
-    ) -> StackedMLP:
-        model = cls(sizes, len(states), dropout, device)
-        for k, state in enumerate(states):
-            model.load_state_into(k, state)
-        return model
-
-    def num_params_per_model(self) -> int:
-        return sum(p[0].numel() for p in self.parameters())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -15,7 +16,7 @@ from tqdm import tqdm
 from kdlab import KdlabError
 from kdlab.config import RunOptions
 from kdlab.io import atomic_write_json, package_versions
-from kdlab.models import StackedMLP
+from kdlab.models import StackedModule, from_states
 from kdlab.training.engine import TrainSpec, steps_per_epoch, train_group
 from kdlab.training.store import ModelStore, model_key
 
@@ -70,12 +71,16 @@ class ModelJob:
 
     @property
     def key(self) -> str:
-        return model_key({"spec": asdict(self.spec), **self.identity, "engine": ENGINE_VERSION})
+        spec = asdict(self.spec)
+        if spec["arch"] == "mlp":  # the first family: its keys predate the field
+            del spec["arch"]
+        return model_key({"spec": spec, **self.identity, "engine": ENGINE_VERSION})
 
 
 @dataclass
 class TrainedModel:
     name: str
+    arch: str
     sizes: tuple[int, ...]
     state: dict[str, torch.Tensor]
     record: dict
@@ -83,9 +88,16 @@ class TrainedModel:
     folder: Path
 
 
-def group_memory_bytes(spec: TrainSpec) -> int:
+def group_memory_bytes(spec: TrainSpec, image_shape: tuple[int, int, int] | None = None) -> int:
     """Rough peak memory of one model in a training group: parameters with their gradient and
     two Adam moments, and the activations, dropout masks and gradients of one batch."""
+    if spec.arch == "cnn" and image_shape is not None:
+        channels, side = (image_shape[0], *spec.sizes[1:-1]), image_shape[1] * image_shape[2]
+        params = sum(a * b * 9 + b for a, b in itertools.pairwise(channels))
+        params += channels[-1] * spec.sizes[-1] + spec.sizes[-1]
+        # per image: each stage's pre-pooling maps (measured ~10 bytes per value in all) and the input
+        maps = sum(c * side // 4**i for i, c in enumerate(channels[1:]))
+        return 16 * params + spec.batch_size * (10 * maps + 8 * spec.sizes[0])
     params = sum(a * b + b for a, b in zip(spec.sizes[:-1], spec.sizes[1:]))
     activations = spec.batch_size * (spec.sizes[0] + 4 * sum(spec.sizes[1:]))
     return 4 * (4 * params + 2 * activations)
@@ -103,7 +115,7 @@ def train_or_load(
     y_val: torch.Tensor,
     num_classes: int,
     provenance: dict,
-    teacher: StackedMLP | None = None,
+    teacher: StackedModule | None = None,
     image_shape: tuple[int, int, int] | None = None,
 ) -> list[TrainedModel]:
     """Reuse the finished models among `jobs` and train the rest in groups as large as the
@@ -117,13 +129,19 @@ def train_or_load(
             missing.append(i)
         else:
             done[i] = TrainedModel(
-                job.name, job.spec.sizes, stored.state, stored.record, True, store.folder(job.name, job.key)
+                job.name,
+                job.spec.arch,
+                job.spec.sizes,
+                stored.state,
+                stored.record,
+                True,
+                store.folder(job.name, job.key),
             )
     by_shape: dict[tuple, list[int]] = {}
     for i in missing:
         by_shape.setdefault(jobs[i].spec.group_key(), []).append(i)
     for members in by_shape.values():
-        size = max(1, opts.memory_mb * 2**20 // group_memory_bytes(jobs[members[0]].spec))
+        size = max(1, opts.memory_mb * 2**20 // group_memory_bytes(jobs[members[0]].spec, image_shape))
         for chunk in (members[i : i + size] for i in range(0, len(members), size)):
             group = [jobs[i] for i in chunk]
             models = _train_and_save(
@@ -198,15 +216,18 @@ def _train_and_save(
         }
         state = model.state_of(k)
         folder = store.save(job.name, job.key, state, record)
-        trained.append(TrainedModel(job.name, job.spec.sizes, state, record, False, folder))
+        trained.append(TrainedModel(job.name, job.spec.arch, job.spec.sizes, state, record, False, folder))
     if not opts.quiet:
         print(f"trained {label} in {wall:.1f} s")
     return trained
 
 
-def stack(models: list[TrainedModel], device: torch.device) -> StackedMLP:
+def stack(
+    models: list[TrainedModel], device: torch.device, image_shape: tuple[int, int, int] | None = None
+) -> StackedModule:
     """The models (one architecture) as one stack, for evaluation in a single pass."""
-    return StackedMLP.from_states(models[0].sizes, [m.state for m in models], device=device)
+    first = models[0]
+    return from_states(first.arch, first.sizes, [m.state for m in models], image_shape, device)
 
 
 def provenance(config: dict, data_hashes: dict[str, str]) -> dict:

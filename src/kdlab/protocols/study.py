@@ -12,6 +12,8 @@ from kdlab import KdlabError
 from kdlab.calibration import STRATEGIES, accuracy_at, choose_shift
 from kdlab.config import RunOptions, option, to_dict
 from kdlab.data import Dataset, load_dataset
+from kdlab.models import FAMILIES
+from kdlab.models.cnn import CIFAR10_STUDENT, CIFAR10_TEACHER
 from kdlab.protocols.common import (
     ModelJob,
     TrainedModel,
@@ -24,6 +26,12 @@ from kdlab.protocols.common import (
 )
 from kdlab.training.engine import TrainSpec, predict, score
 from kdlab.training.store import ModelStore
+
+# (teacher, student) widths of each family: the paper's MLPs, and the CNNs sized for CIFAR-10
+DEFAULT_WIDTHS = {
+    "mlp": ((1200, 1200), (300, 300)),
+    "cnn": (CIFAR10_TEACHER[1:-1], CIFAR10_STUDENT[1:-1]),
+}
 
 
 @dataclass(frozen=True)
@@ -42,8 +50,14 @@ class StudyConfig:
     lr: float = option(1e-3, "Adam learning rate")
     dropout: float = option(0.5, "dropout after each hidden layer, teacher and students")
     t2: bool = option(True, "scale the soft-target term by T^2, as the paper does")
-    teacher_hidden: tuple[int, ...] = option((1200, 1200), "hidden layer widths of the teacher")
-    student_hidden: tuple[int, ...] = option((300, 300), "hidden layer widths of the students")
+    arch: str = option("auto", "model family: mlp, cnn, or auto (cnn for colour images, mlp otherwise)")
+    teacher_hidden: tuple[int, ...] = option(
+        (),
+        "teacher widths: hidden layers (mlp) or conv stages (cnn); default 1200 1200 (mlp), 32 64 128 (cnn)",
+    )
+    student_hidden: tuple[int, ...] = option(
+        (), "student widths: hidden layers (mlp) or conv stages (cnn); default 300 300 (mlp), 8 16 32 (cnn)"
+    )
     bias: float = option(
         3.5, "the shift of the `fixed` calibration: added to the omitted classes' output bias"
     )
@@ -77,6 +91,10 @@ class StudyConfig:
                 "hidden layer widths must be >= 1",
             ),
             (len(self.calibration) >= 1, "calibration needs at least one strategy"),
+            (
+                self.arch in ("auto", *FAMILIES),
+                f"arch must be auto, {', '.join(FAMILIES)}, not {self.arch!r}",
+            ),
         ]
         for strategy in self.calibration:
             checks.append(
@@ -97,6 +115,18 @@ class StudyConfig:
 
     def check_classes(self, classes: tuple[str, ...]) -> None:
         """Checks that need the data set's classes; run before anything is written."""
+
+    def for_data(self, image_shape: tuple[int, int, int]) -> StudyConfig:
+        """The settings with the model family and default widths made explicit for the data: a
+        CNN for colour images, the paper's MLPs otherwise."""
+        arch = self.arch if self.arch != "auto" else ("cnn" if image_shape[0] > 1 else "mlp")
+        teacher, student = DEFAULT_WIDTHS[arch]
+        return replace(
+            self,
+            arch=arch,
+            teacher_hidden=self.teacher_hidden or teacher,
+            student_hidden=self.student_hidden or student,
+        )
 
     def student_seeds(self) -> list[int]:
         if len(self.seeds) == 1:
@@ -153,6 +183,7 @@ def make_spec(
     distils = alpha > 0
     return TrainSpec(
         sizes=(data.num_features, *hidden, len(data.classes)),
+        arch=config.arch,
         dropout=config.dropout,
         epochs=config.epochs,
         batch_size=config.batch_size,
@@ -231,11 +262,12 @@ class Study:
             y_mon,
             self.num_classes,
             self.provenance,
+            image_shape=self.data.image_shape,
         )
         return models[: len(seeds)], models[len(seeds) :]
 
     def logits(self, models: list[TrainedModel], x: torch.Tensor) -> torch.Tensor:
-        return predict(stack(models, self.device), x)
+        return predict(stack(models, self.device, self.data.image_shape), x)
 
     def calibrate(self, models: list[TrainedModel], omit: tuple[int, ...]) -> dict[str, dict]:
         """Every requested strategy's shift per model (seed), and the accuracies it gives."""
@@ -296,6 +328,7 @@ def open_study(
     for name in omit_fields:  # class names or indices, stored as names
         indices = resolve_classes(getattr(config, name), data.classes)
         config = replace(config, **{name: tuple(data.classes[c] for c in indices)})
+    config = config.for_data(data.image_shape)
     config.check_classes(data.classes)
     rows, val_rows = split_rows(config, len(data.x_train))
     prepare_out(out, protocol, config.dataset)
@@ -320,9 +353,20 @@ def open_study(
     )
     x_mon, y_mon = val if val is not None else (x_test, y_test)
     teacher = train_or_load(
-        [teacher_job], store, opts, x, y, rows, None, x_mon, y_mon, len(data.classes), prov
+        [teacher_job],
+        store,
+        opts,
+        x,
+        y,
+        rows,
+        None,
+        x_mon,
+        y_mon,
+        len(data.classes),
+        prov,
+        image_shape=data.image_shape,
     )[0]
-    teacher_net = stack([teacher], device)
+    teacher_net = stack([teacher], device, data.image_shape)
     return Study(
         config=config,
         opts=opts,

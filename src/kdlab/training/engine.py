@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from kdlab.models import StackedMLP
+from kdlab.models import StackedModule, build_model
 from kdlab.training.augment import translate
 from kdlab.training.loss import kd_loss
 from kdlab.training.optim import make_optimizer
@@ -41,6 +41,7 @@ class TrainSpec:
     optimizer: str = "adam"  # (group) adam, or sgd with momentum
     momentum: float = 0.0  # (group) sgd momentum
     schedule: str = "constant"  # (group) learning-rate schedule over all steps: constant, cosine, linear
+    arch: str = "mlp"  # (group) model family: mlp, or cnn for images
 
     def group_key(self) -> tuple:
         return (
@@ -54,6 +55,7 @@ class TrainSpec:
             self.optimizer,
             self.momentum,
             self.schedule,
+            self.arch,
         )
 
 
@@ -68,8 +70,10 @@ class EvalResult:
 
 
 @torch.no_grad()
-def predict(model: StackedMLP, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
-    """Logits [K, N, C] of every model on inputs [N, D], without dropout."""
+def predict(model: StackedModule, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """Logits [K, N, C] of every model on inputs [N, D], without dropout, in chunks of images
+    small enough for the family's activations."""
+    chunk = chunk or model.eval_chunk
     outputs = []
     for start in range(0, len(x), chunk):
         xb = x[start : start + chunk]
@@ -103,15 +107,15 @@ def train_group(
     y_val: torch.Tensor,
     num_classes: int,
     on_step: Callable[[], None] | None = None,
-    teacher: StackedMLP | None = None,
+    teacher: StackedModule | None = None,
     image_shape: tuple[int, int, int] | None = None,
-) -> tuple[StackedMLP, list[list[dict]]]:
+) -> tuple[StackedModule, list[list[dict]]]:
     """Train the models of `specs` together on the rows `transfer` of (x, y).
 
     Models with alpha > 0 distil from the teacher: from `teacher_logits` [N, C], its outputs
     on x computed once, when the images are used as stored; from `teacher` (a stack of one)
     run on every jittered batch otherwise, since a moved image has its own soft targets.
-    Jitter needs `image_shape`. Returns the trained stack and, per model, a history with one
+    Jitter and the cnn need `image_shape`. Returns the trained stack and, per model, a history with one
     dict of metrics per epoch.
     """
     first = specs[0]
@@ -124,7 +128,7 @@ def train_group(
         raise ValueError("jitter needs the image shape")
     device = x.device
     num_models, n = len(specs), len(transfer)
-    model = StackedMLP(first.sizes, num_models, first.dropout, input_dropout=first.input_dropout)
+    model = build_model(first.arch, first.sizes, num_models, first.dropout, first.input_dropout, image_shape)
     model.reset_parameters([torch.Generator().manual_seed(s.init_seed) for s in specs])  # on the CPU:
     model.to(device)  # the same initial weights on every device
     generators = [torch.Generator(device).manual_seed(s.stream_seed) for s in specs]
@@ -182,7 +186,7 @@ def train_group(
 
 
 @torch.no_grad()
-def _teacher_on(teacher: StackedMLP, xb: torch.Tensor) -> torch.Tensor:
+def _teacher_on(teacher: StackedModule, xb: torch.Tensor) -> torch.Tensor:
     """The teacher's logits [K, B, C] on a batch of inputs [K, B, D] (all K at once)."""
     k, b, d = xb.shape
     return teacher(xb.reshape(1, k * b, d)).view(k, b, -1)
