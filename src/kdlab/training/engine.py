@@ -84,12 +84,14 @@ def train_group(
     y_val: torch.Tensor,
     num_classes: int,
     on_step: Callable[[], None] | None = None,
+    on_epoch: Callable[[int, StackedMLP], None] | None = None,
 ) -> tuple[StackedMLP, list[list[dict]]]:
     """Train the models of `specs` together on the rows `transfer` of (x, y).
 
     `teacher_logits` [N, C] are the teacher's outputs on x, computed once (exact: no
     augmentation); models with alpha > 0 distil from them. Returns the trained stack and,
-    per model, a history with one dict of metrics per epoch.
+    per model, a history with one dict of metrics per epoch. `on_epoch(epoch, model)` sees the
+    models (in eval mode) after each epoch, e.g. to report a metric to an early-stopping scheduler.
     """
     first = specs[0]
     if any(s.group_key() != first.group_key() for s in specs):
@@ -143,6 +145,8 @@ def train_group(
                     "seconds": train_time,
                 }
             )
+        if on_epoch is not None:
+            on_epoch(epoch + 1, model)
     return model, histories
 
 
