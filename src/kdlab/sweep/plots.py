@@ -78,6 +78,10 @@ def line_plot(records: list[dict], param: str, metric: str, path: Path, series: 
         ax.fill_between(at, means - half, means + half, color=f"C{k}", alpha=0.2)
     if not numeric:
         ax.set_xticks(positions, [cell_text(x) for x in xs])
+    elif min(xs) > 0 and max(xs) / min(xs) >= 8:  # e.g. temperatures 1 to 16
+        ax.set_xscale("log")
+        ax.set_xticks(xs, [cell_text(x) for x in xs])
+        ax.minorticks_off()
     ax.set_xlabel(param)
     ax.set_ylabel(metric)
     ax.set_title("mean over seeds, band: 95% CI", fontsize=9)
@@ -96,7 +100,7 @@ def sweep_figures(
         if len(swept) == 2:
             heat_map(records, swept[0], swept[1], metric, path)
             lines = folder / f"{metric}_lines.png"
-            line_plot(records, swept[1], metric, lines, series=swept[0])
+            line_plot(records, swept[0], metric, lines, series=swept[1])
             paths.append(lines)
         elif len(swept) == 1:
             line_plot(records, swept[0], metric, path)

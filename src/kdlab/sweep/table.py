@@ -22,6 +22,11 @@ def cell_text(value: Any) -> str:
     return str(value)
 
 
+def short_text(value: Any) -> str:
+    """A config value for people: floats to 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else cell_text(value)
+
+
 def table_rows(records: list[dict], swept: list[str], metrics: tuple[str, ...]) -> list[dict]:
     """Flat rows: point id, swept values, seed, the requested metrics, the other metrics, and
     every config field."""

@@ -41,7 +41,7 @@ from kdlab.reporting.stats import mean_ci, paired
 from kdlab.reporting.table import cell, markdown
 from kdlab.sweep.options import RayOptions, copy_fields, trial_options
 from kdlab.sweep.spec import PROTOCOLS, SweepSpec, load_file, make_config, point_id
-from kdlab.sweep.table import cell_text
+from kdlab.sweep.table import cell_text, short_text
 
 # objective (on the validation split, per epoch) -> the same quantity on the test set
 OBJECTIVES = {
@@ -270,11 +270,13 @@ def run_tune(spec: TuneSpec, shared: Any, ray_opts: RayOptions) -> dict:
 
 def search(spec: TuneSpec, shared: Any, ray_opts: RayOptions, out: Path, models: Path) -> list[dict]:
     """Run the trials; one dict per trial: params, epochs run, last validation metrics."""
+    import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
     settings = spec.settings
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     dists, labels = search_space(spec.space)
     trainable = tune.with_resources(
         tune.with_parameters(
@@ -330,14 +332,10 @@ def write_tune_report(
         [*names, "epochs", *OBJECTIVES],
         [
             [
-                cell_text(t["params"][n])
-                if isinstance(t["params"][n], list)
-                else f"{t['params'][n]:.4g}"
-                if isinstance(t["params"][n], float)
-                else str(t["params"][n])
-                for n in names
+                *(short_text(t["params"][n]) for n in names),
+                str(t["epochs"]),
+                *(f"{t[k]:.2f}" for k in OBJECTIVES),
             ]
-            + [str(t["epochs"]), *(f"{t[k]:.2f}" for k in OBJECTIVES)]
             for t in ranked
         ],
     )
@@ -345,7 +343,7 @@ def write_tune_report(
     test_metrics = check.metrics
     rows = []
     for label, record in zip(("winner", "default"), records):
-        params = ", ".join(f"{n}={cell_text(record['config'][n])}" for n in names)
+        params = ", ".join(f"{n}={short_text(record['config'][n])}" for n in names)
         rows.append(
             [label, params, *(cell(*mean_ci([r[m] for r in record["rows"]]), 2) for m in test_metrics)]
         )
