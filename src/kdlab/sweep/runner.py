@@ -108,9 +108,8 @@ def connect(ray_opts: RayOptions, quiet: bool):
         "log_to_driver": not quiet,
         "logging_level": "ERROR",
     }
-    if ray_opts.address:
-        kwargs["address"] = ray_opts.address
-    elif ray_opts.num_cpus:
+    kwargs["address"] = ray_opts.address or "local"  # "local": a new instance, even if one runs here
+    if not ray_opts.address and ray_opts.num_cpus:
         kwargs["num_cpus"] = ray_opts.num_cpus
     try:
         ray.init(**kwargs)
