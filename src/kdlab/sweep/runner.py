@@ -176,7 +176,7 @@ def run_sweep(spec: SweepSpec, shared: Any, ray_opts: RayOptions) -> dict:
     atomic_write_json(
         paths.out / "sweep.json", {**dataclasses.asdict(spec), "points": [p.id for p in points]}
     )
-    records = {} if shared.fresh else load_records(points, paths)
+    records = load_records(points, paths)
     todo = [p for p in points if p.id not in records]
     say(
         f"sweep {spec.name}: {len(points)} point(s), "
