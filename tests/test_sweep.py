@@ -219,3 +219,14 @@ def test_sweep_on_a_separate_head_with_a_worker_killed(ray_head, shared_data, tm
     assert Counter(r["point"] for r in rows) == {p.id: 1 for p in points} and len(points) == 2
     record = json.loads((out / "records" / f"{killed[0]}.json").read_text())
     assert record["worker"]["pid"] != killed[1]  # finished by another worker after the kill
+
+
+def test_trials_asking_for_more_than_the_cluster_has_fail_at_once():
+    from kdlab.sweep.options import RayOptions
+    from kdlab.sweep.runner import check_resources
+
+    check_resources({"CPU": 2.0}, RayOptions(cpus_per_trial=2))
+    with pytest.raises(Exception, match=r"--gpus-per-trial 0\.5, but the Ray cluster has 0 GPU"):
+        check_resources({"CPU": 2.0}, RayOptions(gpus_per_trial=0.5))
+    with pytest.raises(Exception, match="--cpus-per-trial 4"):
+        check_resources({"CPU": 2.0}, RayOptions(cpus_per_trial=4))

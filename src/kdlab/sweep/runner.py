@@ -115,7 +115,22 @@ def connect(ray_opts: RayOptions, quiet: bool):
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise KdlabError(f"cannot start or reach Ray ({ray_opts.address or 'local'}): {e}") from None
+    try:
+        check_resources(ray.cluster_resources(), ray_opts)
+    except KdlabError:
+        ray.shutdown()
+        raise
     return ray, True
+
+
+def check_resources(available: dict[str, float], ray_opts: RayOptions) -> None:
+    """A trial asking for more than the whole cluster has would wait forever: say so now."""
+    for name, wanted, flag in (("CPU", ray_opts.cpus_per_trial, "--cpus-per-trial"),
+                               ("GPU", ray_opts.gpus_per_trial, "--gpus-per-trial")):  # fmt: skip
+        if wanted > available.get(name, 0.0):
+            raise KdlabError(
+                f"{flag} {wanted:g}, but the Ray cluster has {available.get(name, 0.0):g} {name}(s)"
+            )
 
 
 def remote(ray, fn, ray_opts: RayOptions, **extra):
