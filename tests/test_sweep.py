@@ -230,3 +230,31 @@ def test_trials_asking_for_more_than_the_cluster_has_fail_at_once():
         check_resources({"CPU": 2.0}, RayOptions(gpus_per_trial=0.5))
     with pytest.raises(Exception, match="--cpus-per-trial 4"):
         check_resources({"CPU": 2.0}, RayOptions(cpus_per_trial=4))
+
+
+def _record(params: dict, values: list[float]) -> dict:
+    rows = [{"seed": s, "kd_accuracy": v} for s, v in enumerate(values)]
+    return {"point": "p", "config": {"temperature": 4.0, "student_hidden": [300], **params}, "rows": rows}
+
+
+def test_figures_heat_map_for_two_parameters_and_ci_line_for_one(tmp_path):
+    from kdlab.sweep.plots import sweep_figures
+
+    grid = [
+        _record({"temperature": t, "student_hidden": [w]}, [90 + t, 91 + t])
+        for t in (1, 8)
+        for w in (30, 300)
+    ]
+    two = sweep_figures(grid, ["temperature", "student_hidden"], ("kd_accuracy",), tmp_path / "two")
+    assert [p.name for p in two] == ["kd_accuracy.png", "kd_accuracy_lines.png"]
+    one = sweep_figures(grid[:2], ["student_hidden"], ("kd_accuracy",), tmp_path / "one")
+    assert [p.name for p in one] == ["kd_accuracy.png"]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in two + one)
+
+
+def test_yaml_sweep_files(tmp_path):
+    pytest.importorskip("yaml")
+    path = tmp_path / "s.yaml"
+    path.write_text("name: y\ngrid:\n  temperature: [2, 4]\n  student_hidden: [[30, 30], [300, 300]]\n")
+    spec = load_spec(path)
+    assert spec.name == "y" and [p.config.student_hidden for p in spec.points()][:2] == [(30, 30), (300, 300)]

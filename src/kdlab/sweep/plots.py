@@ -96,15 +96,11 @@ def sweep_figures(
     """The figures a sweep of one or two parameters calls for; none for more."""
     paths = []
     for metric in metrics:
-        path = folder / f"{metric}.png"
         if len(swept) == 2:
-            heat_map(records, swept[0], swept[1], metric, path)
-            lines = folder / f"{metric}_lines.png"
-            line_plot(records, swept[0], metric, lines, series=swept[1])
-            paths.append(lines)
+            paths += [folder / f"{metric}.png", folder / f"{metric}_lines.png"]
+            heat_map(records, swept[0], swept[1], metric, paths[-2])
+            line_plot(records, swept[0], metric, paths[-1], series=swept[1])
         elif len(swept) == 1:
-            line_plot(records, swept[0], metric, path)
-        else:
-            continue
-        paths.append(path)
+            paths.append(folder / f"{metric}.png")
+            line_plot(records, swept[0], metric, paths[-1])
     return paths
