@@ -258,3 +258,10 @@ def test_yaml_sweep_files(tmp_path):
     path.write_text("name: y\ngrid:\n  temperature: [2, 4]\n  student_hidden: [[30, 30], [300, 300]]\n")
     spec = load_spec(path)
     assert spec.name == "y" and [p.config.student_hidden for p in spec.points()][:2] == [(30, 30), (300, 300)]
+
+
+def test_resources_per_trial_are_declared_in_the_file():
+    spec = parse_spec({"grid": {"alpha": [0.5]}, "resources": {"cpus": 2, "gpus": 0.25}}, "x")
+    assert spec.resources == {"cpus_per_trial": 2.0, "gpus_per_trial": 0.25}
+    with pytest.raises(Exception, match="resources"):
+        parse_spec({"grid": {"alpha": [0.5]}, "resources": {"memory": 2}}, "x")

@@ -72,7 +72,7 @@ def _sweep(args: argparse.Namespace) -> None:
     from kdlab.sweep.spec import load_spec
 
     spec = load_spec(args.file).with_overrides(budget_overrides(from_args(Budget, args)))
-    run_sweep(spec, from_args(SharedRunOptions, args), from_args(RayOptions, args))
+    run_sweep(spec, from_args(SharedRunOptions, args), from_args(RayOptions, args, spec.resources))
 
 
 def _tune(args: argparse.Namespace) -> None:
@@ -80,7 +80,7 @@ def _tune(args: argparse.Namespace) -> None:
     from kdlab.sweep.tune import load_tune_spec, run_tune
 
     spec = load_tune_spec(args.file, budget_overrides(from_args(Budget, args)), from_args(TuneBudget, args))
-    run_tune(spec, from_args(SharedRunOptions, args), from_args(RayOptions, args))
+    run_tune(spec, from_args(SharedRunOptions, args), from_args(RayOptions, args, spec.resources))
 
 
 COMMANDS = {"run": _run, "sweep": _sweep, "tune": _tune}

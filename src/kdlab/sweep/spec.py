@@ -11,6 +11,9 @@ temperature = [1, 2, 4, 8]
 alpha = [0.5, 0.9]
 [[points]]                        # optional explicit points, each combined with the grid
 student_hidden = [30, 30]
+[resources]                       # per trial; --cpus-per-trial / --gpus-per-trial win
+cpus = 1
+gpus = 0.25
 ```
 
 Every point is validated by building the protocol's config dataclass, so an unknown
@@ -32,7 +35,8 @@ from kdlab.protocols import mythical_digit
 from kdlab.sweep.metrics import METRICS
 
 PROTOCOLS = {mythical_digit.NAME: (mythical_digit.MythicalDigitConfig, mythical_digit.run)}
-TOP_KEYS = {"name", "protocol", "metrics", "base", "grid", "points", "description"}
+TOP_KEYS = {"name", "protocol", "metrics", "base", "grid", "points", "resources", "description"}
+RESOURCES = {"cpus": "cpus_per_trial", "gpus": "gpus_per_trial"}
 
 
 def load_file(path: Path) -> dict[str, Any]:
@@ -92,6 +96,7 @@ class SweepSpec:
     grid: dict[str, list]
     explicit: list[dict[str, Any]]
     metrics: tuple[str, ...]
+    resources: dict[str, float] = dataclasses.field(default_factory=dict)  # RayOptions defaults
 
     @property
     def config_cls(self) -> type:
@@ -128,6 +133,13 @@ class SweepSpec:
         return points
 
 
+def parse_resources(data: Any) -> dict[str, float]:
+    """A file's `[resources]` (cpus, gpus per trial) as `RayOptions` field values."""
+    if not isinstance(data, dict) or set(data) - set(RESOURCES):
+        raise KdlabError(f"[resources] takes {' and '.join(RESOURCES)} per trial")
+    return {RESOURCES[k]: float(v) for k, v in data.items()}
+
+
 def parse_spec(data: dict[str, Any], default_name: str) -> SweepSpec:
     unknown = sorted(set(data) - TOP_KEYS)
     if unknown:
@@ -153,6 +165,7 @@ def parse_spec(data: dict[str, Any], default_name: str) -> SweepSpec:
         grid=grid,
         explicit=explicit,
         metrics=tuple(metrics),
+        resources=parse_resources(data.get("resources", {})),
     )
     spec.points()  # validate every point now, before anything runs
     return spec

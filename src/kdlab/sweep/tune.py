@@ -40,7 +40,7 @@ from kdlab.protocols.study import open_study
 from kdlab.reporting.stats import mean_ci, paired
 from kdlab.reporting.table import cell, markdown
 from kdlab.sweep.options import RayOptions, copy_fields, trial_options
-from kdlab.sweep.spec import PROTOCOLS, SweepSpec, load_file, make_config, point_id
+from kdlab.sweep.spec import PROTOCOLS, SweepSpec, load_file, make_config, parse_resources, point_id
 from kdlab.sweep.table import cell_text, short_text
 
 # objective (on the validation split, per epoch) -> the same quantity on the test set
@@ -51,7 +51,7 @@ OBJECTIVES = {
     "val_accuracy_before": "kd_no_accuracy",
 }
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
-TOP_KEYS = {"name", "protocol", "base", "space", "tune", "description"}
+TOP_KEYS = {"name", "protocol", "base", "space", "tune", "resources", "description"}
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,7 @@ class TuneSpec:
     base: dict[str, Any]
     space: dict[str, dict[str, list]]
     settings: TuneSettings
+    resources: dict[str, float]  # RayOptions defaults
 
     @property
     def config_cls(self) -> type:
@@ -143,9 +144,8 @@ def load_tune_spec(path: Path, budget: dict[str, Any], overrides: Any) -> TuneSp
         settings = TuneSettings(**{**data.get("tune", {}), **given})
     except TypeError as e:
         raise KdlabError(f"invalid [tune] settings: {e}") from None
-    spec = TuneSpec(
-        str(data.get("name", path.stem)), protocol, {**data.get("base", {}), **budget}, space, settings
-    )
+    name, base = str(data.get("name", path.stem)), {**data.get("base", {}), **budget}
+    spec = TuneSpec(name, protocol, base, space, settings, parse_resources(data.get("resources", {})))
     base = spec.config({})
     if base.val_size <= 0 or base.calibration[0] != "validation":
         raise KdlabError(
