@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import time
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,8 @@ from kdlab.sweep.spec import PROTOCOLS, Point, SweepSpec
 from kdlab.sweep.table import summary_markdown, table_rows, write_table
 
 # The settings a teacher's weights depend on (see `open_study`): points that agree on them
-# share one teacher. Listing one too many only costs a lookup in the store, never a result.
+# share one teacher. A field listed in vain only splits a teacher task in two (the store
+# keeps one model); a missing one only makes a point train its teacher itself: never a result.
 TEACHER_FIELDS = (
     "dataset",
     "epochs",
@@ -57,7 +57,8 @@ def run_point(protocol: str, config: Any, opts: RunOptions, worker_file: Path) -
     beside it."""
     worker = {"pid": os.getpid(), "node": platform.node()}
     atomic_write_json(worker_file, {**worker, "start": time.time()})
-    with open(worker_file.with_suffix(".log"), "w") as log, redirect_stdout(log), redirect_stderr(log):
+    log = worker_file.with_suffix(".log")
+    with open(log, "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         result = PROTOCOLS[protocol][1](config, opts)
     return {
         "rows": per_seed_metrics(result),
