@@ -24,6 +24,7 @@ num_samples = 12
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -303,11 +304,17 @@ def search(spec: TuneSpec, shared: Any, ray_opts: RayOptions, out: Path, models:
         run_config=tune.RunConfig(
             name="search",
             storage_path=str(out / "ray"),
-            verbose=0,
+            verbose=0 if shared.quiet else 1,
             failure_config=tune.FailureConfig(max_failures=ray_opts.max_retries),
         ),
     )
-    grid = tuner.fit()
+    with contextlib.ExitStack() as stack:
+        if shared.quiet:  # Ray Tune's own printout goes to search.log
+            out.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(
+                contextlib.redirect_stdout(stack.enter_context(open(out / "search.log", "w")))
+            )
+        grid = tuner.fit()
     trials = []
     for result in grid:
         if result.error is not None or not result.metrics or settings.objective not in result.metrics:
