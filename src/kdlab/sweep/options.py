@@ -40,7 +40,7 @@ Budget = make_dataclass(
     "Budget",
     copy_fields(StudyConfig, BUDGET_FIELDS, unset=True),
     frozen=True,
-    namespace={"__doc__": "Overrides of every point's budget, to smoke-test a sweep in a minute."},
+    namespace={"__doc__": "Overrides of every point's budget, to smoke-test a sweep quickly."},
 )
 
 
