@@ -1,4 +1,4 @@
-"""The README documents every option of every protocol, and its quick start stays two commands."""
+"""The README documents every option of every command, and its quick start stays two commands."""
 
 import re
 from pathlib import Path
@@ -12,8 +12,9 @@ def _options() -> set[str]:
     parser = build_parser()
     run = next(a for a in parser._subparsers._group_actions if a.dest == "command").choices["run"]
     protocols = next(a for a in run._subparsers._group_actions if a.dest == "protocol").choices
+    commands = next(a for a in parser._subparsers._group_actions if a.dest == "command").choices
     found = set()
-    for sub in protocols.values():
+    for sub in [*protocols.values(), commands["sweep"], commands["tune"]]:
         for action in sub._actions:
             found.update(s for s in action.option_strings if s.startswith("--") and s != "--help")
     return found

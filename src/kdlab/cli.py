@@ -1,13 +1,17 @@
-"""The `kdlab` command: `kdlab run PROTOCOL [options]`, options generated from the configs."""
+"""The `kdlab` command: `kdlab run PROTOCOL [options]`, `kdlab sweep FILE`, `kdlab tune FILE`;
+options generated from the configs."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from kdlab import KdlabError, __version__
 from kdlab.config import RunOptions, add_arguments, from_args, load_toml
 from kdlab.protocols import every_digit, hinton2015, mythical_digit
+from kdlab.sweep.options import Budget, RayOptions, SharedRunOptions
+from kdlab.sweep.tune import TuneBudget
 
 PROTOCOLS = {
     mythical_digit.NAME: (
@@ -43,17 +47,54 @@ def build_parser() -> argparse.ArgumentParser:
         sub = protocols.add_parser(name, help=help_text, description=config_cls.__doc__)
         add_arguments(sub.add_argument_group("experiment"), config_cls)
         add_arguments(sub.add_argument_group("run"), RunOptions)
+    for name, help_text, budgets in (
+        ("sweep", "run every point of a sweep file on Ray", (Budget,)),
+        (
+            "tune",
+            "search a sweep file's space with Ray Tune, then re-validate the winner",
+            (Budget, TuneBudget),
+        ),
+    ):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("file", type=Path, metavar="FILE", help="sweep file (TOML or YAML); see sweeps/")
+        for cls in budgets:
+            add_arguments(sub.add_argument_group("budget overrides"), cls)
+        add_arguments(sub.add_argument_group("ray"), RayOptions)
+        add_arguments(sub.add_argument_group("run"), SharedRunOptions)
     return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    config_cls, run, _ = PROTOCOLS[args.protocol]
+    opts = from_args(RunOptions, args)
+    base = load_toml(opts.config) if opts.config else None
+    run(from_args(config_cls, args, base), opts)
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from kdlab.sweep.options import budget_overrides
+    from kdlab.sweep.runner import run_sweep
+    from kdlab.sweep.spec import load_spec
+
+    spec = load_spec(args.file).with_overrides(budget_overrides(from_args(Budget, args)))
+    run_sweep(spec, from_args(SharedRunOptions, args), from_args(RayOptions, args, spec.resources))
+
+
+def _tune(args: argparse.Namespace) -> None:
+    from kdlab.sweep.options import budget_overrides
+    from kdlab.sweep.tune import load_tune_spec, run_tune
+
+    spec = load_tune_spec(args.file, budget_overrides(from_args(Budget, args)), from_args(TuneBudget, args))
+    run_tune(spec, from_args(SharedRunOptions, args), from_args(RayOptions, args, spec.resources))
+
+
+COMMANDS = {"run": _run, "sweep": _sweep, "tune": _tune}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        config_cls, run, _ = PROTOCOLS[args.protocol]
-        opts = from_args(RunOptions, args)
-        base = load_toml(opts.config) if opts.config else None
-        config = from_args(config_cls, args, base)
-        run(config, opts)
+        COMMANDS[args.command](args)
     except KdlabError as e:
         print(f"kdlab: error: {e}", file=sys.stderr)
         return 1

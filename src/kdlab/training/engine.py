@@ -109,14 +109,16 @@ def train_group(
     on_step: Callable[[], None] | None = None,
     teacher: StackedModule | None = None,
     image_shape: tuple[int, int, int] | None = None,
+    on_epoch: Callable[[int, StackedModule], None] | None = None,
 ) -> tuple[StackedModule, list[list[dict]]]:
     """Train the models of `specs` together on the rows `transfer` of (x, y).
 
     Models with alpha > 0 distil from the teacher: from `teacher_logits` [N, C], its outputs
     on x computed once, when the images are used as stored; from `teacher` (a stack of one)
     run on every jittered batch otherwise, since a moved image has its own soft targets.
-    Jitter and the cnn need `image_shape`. Returns the trained stack and, per model, a history with one
-    dict of metrics per epoch.
+    Jitter and the cnn need `image_shape`. Returns the trained stack and, per model, a history
+    with one dict of metrics per epoch. `on_epoch(epoch, model)` sees the models (in eval mode)
+    after each epoch, e.g. to report a metric to an early-stopping scheduler.
     """
     first = specs[0]
     if any(s.group_key() != first.group_key() for s in specs):
@@ -182,6 +184,8 @@ def train_group(
                     "seconds": train_time,
                 }
             )
+        if on_epoch is not None:
+            on_epoch(epoch + 1, model)
     return model, histories
 
 

@@ -66,7 +66,12 @@ class ModelStore:
             atomic_write_json(tmp / RECORD, {**record, "weights_sha256": digest})
             if final.exists():
                 shutil.rmtree(final)
-            tmp.rename(final)
+            try:
+                tmp.rename(final)
+            except OSError:  # another process saved the same model (same key: same weights) first
+                if not (final / RECORD).exists():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

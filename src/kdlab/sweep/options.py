@@ -1,0 +1,88 @@
+"""Options of `kdlab sweep` and `kdlab tune`, generated from the existing dataclasses.
+
+The budget overrides (`--epochs`, `--seeds`, `--subset`) are the protocol's own fields with
+no default, and the run options are a subset of `RunOptions`: help texts and types are
+written once, where the fields are defined.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, make_dataclass
+from pathlib import Path
+from typing import Any
+
+from kdlab import KdlabError
+from kdlab.config import RunOptions, option
+from kdlab.protocols.study import StudyConfig
+
+BUDGET_FIELDS = ("epochs", "seeds", "subset")
+# no `fresh`: the points share their models, so retraining them per point would defeat the sweep;
+# to start over, remove the sweep's output folder
+SHARED_RUN_FIELDS = ("data_dir", "models_dir", "quiet", "device", "download", "memory_mb")
+
+
+def copy_fields(cls: type, names: tuple[str, ...], unset: bool) -> list[tuple[str, Any, Any]]:
+    """`make_dataclass` field specs for the fields `names` of `cls`; with `unset`, every
+    default is None (an override that is given or not)."""
+    hints = typing.get_type_hints(cls)
+    specs = []
+    for f in dataclasses.fields(cls):
+        if f.name in names:
+            tp = hints[f.name] | None if unset else hints[f.name]
+            default = None if unset else f.default
+            specs.append((f.name, tp, dataclasses.field(default=default, metadata=f.metadata)))
+    return specs
+
+
+Budget = make_dataclass(
+    "Budget",
+    copy_fields(StudyConfig, BUDGET_FIELDS, unset=True),
+    frozen=True,
+    namespace={"__doc__": "Overrides of every point's budget, to smoke-test a sweep quickly."},
+)
+
+
+def budget_overrides(budget: Any) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(budget).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how the trials run on Ray."""
+
+    address: str | None = option(
+        None, "address of a running Ray cluster (host:port, or 'auto'); default: start Ray on this machine"
+    )
+    out: Path | None = option(None, "output folder of the sweep (default: runs/sweeps/<name>)")
+    num_cpus: int = option(0, "CPUs of the Ray instance started on this machine (0: all)")
+    cpus_per_trial: float = option(1.0, "CPUs reserved by each trial (and its torch threads)")
+    gpus_per_trial: float = option(0.0, "GPU (fraction) reserved by each trial when GPUs are present")
+    max_retries: int = option(3, "times a trial whose worker died is run again")
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.num_cpus >= 0, f"--num-cpus must be >= 0, not {self.num_cpus}"),
+            (self.cpus_per_trial > 0, f"--cpus-per-trial must be > 0, not {self.cpus_per_trial}"),
+            (self.gpus_per_trial >= 0, f"--gpus-per-trial must be >= 0, not {self.gpus_per_trial}"),
+            (self.max_retries >= 0, f"--max-retries must be >= 0, not {self.max_retries}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise KdlabError(message)
+
+
+SharedRunOptions = make_dataclass(
+    "SharedRunOptions",
+    copy_fields(RunOptions, SHARED_RUN_FIELDS, unset=False),
+    frozen=True,
+    namespace={"__doc__": "The run options every trial of a sweep shares (see `kdlab run`)."},
+)
+
+
+def trial_options(shared: Any, ray_opts: RayOptions, out: Path, models_dir: Path) -> RunOptions:
+    """The `RunOptions` of one trial: its own output folder, the sweep's model store, quiet,
+    and as many torch threads as the CPUs it reserved."""
+    values = {**dataclasses.asdict(shared), "out": out, "models_dir": models_dir, "quiet": True}
+    return RunOptions(**values, threads=max(1, int(ray_opts.cpus_per_trial)))

@@ -1,0 +1,55 @@
+"""`kdlab tune` on a real local Ray: TPE + ASHA on validation metrics, then the winner and the
+default re-evaluated on the test set over fresh paired seeds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kdlab.cli import main
+
+SEARCH = """
+name = "tiny-search"
+[base]
+val_size = 1000
+calibration = ["validation"]
+teacher_hidden = [100]
+student_hidden = [50]
+[space]
+temperature = { loguniform = [1, 20] }
+alpha = { uniform = [0.3, 1.0] }
+student_hidden = { choice = [[30], [50]] }
+[tune]
+num_samples = 3
+reeval_seeds = 2
+"""
+
+
+def test_a_search_must_select_on_a_validation_split(tmp_path, capsys):
+    file = tmp_path / "s.toml"
+    file.write_text(SEARCH.replace("val_size = 1000", "val_size = 0").replace('["validation"]', '["fixed"]'))
+    assert main(["tune", str(file), "--out", str(tmp_path / "out")]) == 1
+    assert "selects on a validation split" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tune_finds_and_revalidates_a_configuration(shared_data, tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'kdlab[ray]')")
+    file = tmp_path / "search.toml"
+    file.write_text(SEARCH)
+    out = tmp_path / "out"
+    args = ["tune", str(file), "--out", str(out), "--data-dir", str(shared_data), "--num-cpus", "2"]
+    assert main([*args, "--epochs", "2", "--subset", "2000", "--quiet"]) == 0
+    result = json.loads((out / "tune.json").read_text())
+    assert len(result["trials"]) == 3 and result["objective"] == "val_omitted_after"
+    assert {t["epochs"] for t in result["trials"]} <= {1, 2}  # ASHA may stop a trial after epoch 1
+    winner, default = result["reeval"]
+    assert winner["config"]["temperature"] == pytest.approx(result["winner"]["params"]["temperature"])
+    assert default["config"]["temperature"] == 4.0 and default["config"]["alpha"] == 0.9
+    for record in (winner, default):  # fresh seeds, not the search's seed 0; test-set metrics
+        assert [row["seed"] for row in record["rows"]] == [1, 2]
+        assert all(0 <= row["kd_omitted_after"] <= 100 for row in record["rows"])
+    assert result["comparison"]["seeds"] == [1, 2] and result["comparison"]["n"] == 2
+    report = (out / "tune.md").read_text()
+    assert "## Winner vs default, re-evaluated on the test set" in report and "Winner minus default" in report
