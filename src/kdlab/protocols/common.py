@@ -120,7 +120,7 @@ def train_or_load(
 ) -> list[TrainedModel]:
     """Reuse the finished models among `jobs` and train the rest in groups as large as the
     memory budget allows; each model is saved as soon as its group finishes. `teacher` and
-    `image_shape` are needed by jittered models (see `train_group`)."""
+    `image_shape` are needed by jittered models and the cnn (see `train_group`)."""
     done: dict[int, TrainedModel] = {}
     missing = []
     for i, job in enumerate(jobs):
@@ -137,17 +137,16 @@ def train_or_load(
                 True,
                 store.folder(job.name, job.key),
             )
-    by_shape: dict[tuple, list[int]] = {}
-    for i in missing:
-        by_shape.setdefault(jobs[i].spec.group_key(), []).append(i)
-    for members in by_shape.values():
-        size = max(1, opts.memory_mb * 2**20 // group_memory_bytes(jobs[members[0]].spec, image_shape))
-        for chunk in (members[i : i + size] for i in range(0, len(members), size)):
-            group = [jobs[i] for i in chunk]
-            models = _train_and_save(
-                group,
-                store,
-                opts,
+
+    def train_and_save(group: list[ModelJob]) -> list[TrainedModel]:
+        spec0 = group[0].spec
+        names = ", ".join(sorted({j.name for j in group}))
+        label = f"{names} ×{len(group) // len({j.name for j in group})}" if len(group) > 2 else names
+        total = spec0.epochs * steps_per_epoch(len(transfer), spec0.batch_size)
+        with tqdm(total=total, desc=label, disable=opts.quiet, unit="step", leave=False) as bar:
+            start = time.perf_counter()
+            model, histories = train_group(
+                [j.spec for j in group],
                 x,
                 y,
                 transfer,
@@ -155,71 +154,44 @@ def train_or_load(
                 x_val,
                 y_val,
                 num_classes,
-                provenance,
-                teacher,
-                image_shape,
+                on_step=bar.update,
+                teacher=teacher,
+                image_shape=image_shape,
             )
-            done.update(zip(chunk, models))
+            wall = time.perf_counter() - start
+        trained = []
+        for k, job in enumerate(group):
+            record = {
+                "name": job.name,
+                "key": job.key,
+                "spec": asdict(job.spec),
+                "identity": job.identity,
+                **provenance,
+                "seed": job.seed,
+                "history": histories[k],
+                "group": [j.name for j in group],
+                "group_wall_time_s": wall,
+                "samples_per_s": spec0.epochs * len(transfer) * len(group) / wall,
+                "transfer_size": len(transfer),
+                "device": str(x.device),
+            }
+            state = model.state_of(k)
+            folder = store.save(job.name, job.key, state, record)
+            trained.append(
+                TrainedModel(job.name, job.spec.arch, job.spec.sizes, state, record, False, folder)
+            )
+        if not opts.quiet:
+            print(f"trained {label} in {wall:.1f} s")
+        return trained
+
+    by_shape: dict[tuple, list[int]] = {}
+    for i in missing:
+        by_shape.setdefault(jobs[i].spec.group_key(), []).append(i)
+    for members in by_shape.values():
+        size = max(1, opts.memory_mb * 2**20 // group_memory_bytes(jobs[members[0]].spec, image_shape))
+        for chunk in (members[i : i + size] for i in range(0, len(members), size)):
+            done.update(zip(chunk, train_and_save([jobs[i] for i in chunk])))
     return [done[i] for i in range(len(jobs))]
-
-
-def _train_and_save(
-    group: list[ModelJob],
-    store: ModelStore,
-    opts: RunOptions,
-    x,
-    y,
-    transfer,
-    teacher_logits,
-    x_val,
-    y_val,
-    num_classes,
-    provenance,
-    teacher,
-    image_shape,
-) -> list[TrainedModel]:
-    spec0 = group[0].spec
-    names = ", ".join(sorted({j.name for j in group}))
-    label = f"{names} ×{len(group) // len({j.name for j in group})}" if len(group) > 2 else names
-    total = spec0.epochs * steps_per_epoch(len(transfer), spec0.batch_size)
-    with tqdm(total=total, desc=label, disable=opts.quiet, unit="step", leave=False) as bar:
-        start = time.perf_counter()
-        model, histories = train_group(
-            [j.spec for j in group],
-            x,
-            y,
-            transfer,
-            teacher_logits,
-            x_val,
-            y_val,
-            num_classes,
-            on_step=bar.update,
-            teacher=teacher,
-            image_shape=image_shape,
-        )
-        wall = time.perf_counter() - start
-    trained = []
-    for k, job in enumerate(group):
-        record = {
-            "name": job.name,
-            "key": job.key,
-            "spec": asdict(job.spec),
-            "identity": job.identity,
-            **provenance,
-            "seed": job.seed,
-            "history": histories[k],
-            "group": [j.name for j in group],
-            "group_wall_time_s": wall,
-            "samples_per_s": spec0.epochs * len(transfer) * len(group) / wall,
-            "transfer_size": len(transfer),
-            "device": str(x.device),
-        }
-        state = model.state_of(k)
-        folder = store.save(job.name, job.key, state, record)
-        trained.append(TrainedModel(job.name, job.spec.arch, job.spec.sizes, state, record, False, folder))
-    if not opts.quiet:
-        print(f"trained {label} in {wall:.1f} s")
-    return trained
 
 
 def stack(
