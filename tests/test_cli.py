@@ -26,6 +26,8 @@ from kdlab.cli import main
         (["--calibration", "validation"], "set --val-size > 0"),
         (["--seeds", "0"], "seeds must be >= 1"),
         (["--memory-mb", "0"], "--memory-mb must be >= 1"),
+        (["--student-dropout", "1"], "student dropout must be in [0, 1)"),
+        (["--arch", "transformer"], "arch must be auto"),
     ],
 )
 def test_invalid_settings(args, message, shared_data, tmp_path, capsys):

@@ -104,3 +104,16 @@ def test_predict_without_dropout_is_deterministic():
     model.reset_parameters([torch.Generator().manual_seed(s) for s in (1, 2)])
     x, _ = _data()
     assert torch.equal(predict(model, x, chunk=50), predict(model, x, chunk=1000))
+
+
+def test_student_dropout_leaves_the_teacher_alone():
+    from types import SimpleNamespace
+
+    from kdlab.protocols.study import StudyConfig, make_spec
+
+    data = SimpleNamespace(num_features=12, classes=tuple("abcd"))
+    config = StudyConfig(student_dropout=0.2, arch="mlp").for_data((1, 3, 4))
+    assert make_spec(config, data, (8,), 0.0, "teacher", 0).dropout == 0.5
+    assert make_spec(config, data, (8,), 0.9, "student", 0).dropout == 0.2
+    same = StudyConfig(arch="mlp").for_data((1, 3, 4))
+    assert make_spec(same, data, (8,), 0.9, "student", 0).dropout == 0.5

@@ -49,6 +49,9 @@ class StudyConfig:
     alpha: float = option(0.9, "weight of the soft-target term; 1 - alpha weighs the hard labels")
     lr: float = option(1e-3, "Adam learning rate")
     dropout: float = option(0.5, "dropout after each hidden layer, teacher and students")
+    student_dropout: float | None = option(
+        None, "the students' dropout, if not --dropout (the teacher keeps it)"
+    )
     t2: bool = option(True, "scale the soft-target term by T^2, as the paper does")
     arch: str = option("auto", "model family: mlp, cnn, or auto (cnn for colour images, mlp otherwise)")
     teacher_hidden: tuple[int, ...] = option(
@@ -80,6 +83,10 @@ class StudyConfig:
             (0.0 <= self.alpha <= 1.0, f"alpha must be in [0, 1], not {self.alpha}"),
             (self.lr > 0, f"lr must be > 0, not {self.lr}"),
             (0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), not {self.dropout}"),
+            (
+                self.student_dropout is None or 0.0 <= self.student_dropout < 1.0,
+                f"student dropout must be in [0, 1), not {self.student_dropout}",
+            ),
             (len(self.seeds) >= 1, "seeds needs a count or a list"),
             (len(self.seeds) > 1 or self.seeds[0] >= 1, f"seeds must be >= 1, not {self.seeds[0]}"),
             (len(set(self.seeds)) == len(self.seeds), "seeds must not repeat"),
@@ -184,7 +191,9 @@ def make_spec(
     return TrainSpec(
         sizes=(data.num_features, *hidden, len(data.classes)),
         arch=config.arch,
-        dropout=config.dropout,
+        dropout=config.dropout
+        if role == "teacher" or config.student_dropout is None
+        else config.student_dropout,
         epochs=config.epochs,
         batch_size=config.batch_size,
         lr=config.lr,
