@@ -18,11 +18,7 @@ def _fmt(value, unit: str) -> str:
         return "–"
     if isinstance(value, str):
         return value
-    if unit == "% error":
-        return f"{value:.1f}"
-    if unit == "T":
-        return f"{value:g}"
-    return f"{value:+d}" if isinstance(value, int) and value < 0 else f"{value:g}"
+    return f"{value:.1f}" if unit == "% error" else f"{value:g}"
 
 
 def _diff(row: dict) -> str:
