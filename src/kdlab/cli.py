@@ -5,31 +5,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from kdlab import KdlabError, __version__
+from kdlab import KdlabError, __version__, protocols
 from kdlab.config import RunOptions, add_arguments, from_args, load_toml
-from kdlab.protocols import every_digit, hinton2015, mythical_digit
 from kdlab.sweep.options import Budget, RayOptions, SharedRunOptions
 from kdlab.sweep.tune import TuneBudget
-
-PROTOCOLS = {
-    mythical_digit.NAME: (
-        mythical_digit.MythicalDigitConfig,
-        mythical_digit.run,
-        "teacher and four students, one class left out of the transfer set",
-    ),
-    every_digit.NAME: (
-        every_digit.EveryDigitConfig,
-        every_digit.run,
-        "the mythical-class experiment for each class in turn, calibrated",
-    ),
-    hinton2015.NAME: (
-        hinton2015.Hinton2015Config,
-        hinton2015.run,
-        "the paper's own MNIST numbers, side by side with kdlab's",
-    ),
-}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,10 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kdlab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = commands.add_parser("run", help="run an experiment protocol")
-    protocols = run.add_subparsers(dest="protocol", required=True, parser_class=_Parser)
-    for name, (config_cls, _, help_text) in PROTOCOLS.items():
-        sub = protocols.add_parser(name, help=help_text, description=config_cls.__doc__)
-        add_arguments(sub.add_argument_group("experiment"), config_cls)
+    runs = run.add_subparsers(dest="protocol", required=True, parser_class=_Parser)
+    for name in protocols.names():
+        proto = protocols.get(name)
+        sub = runs.add_parser(name, help=proto.help, description=proto.config.__doc__)
+        add_arguments(sub.add_argument_group("experiment"), proto.config)
         add_arguments(sub.add_argument_group("run"), RunOptions)
     for name, help_text, budgets in (
         ("sweep", "run every point of a sweep file on Ray", (Budget,)),
@@ -65,10 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> None:
-    config_cls, run, _ = PROTOCOLS[args.protocol]
+    """The API's run with the output folder claimed first (a wrong folder costs no training),
+    then the results saved and printed."""
+    proto = protocols.get(args.protocol)
     opts = from_args(RunOptions, args)
     base = load_toml(opts.config) if opts.config else None
-    run(from_args(config_cls, args, base), opts)
+    config = from_args(proto.config, args, base)
+    out = opts.out or Path("runs") / proto.name
+    opts = replace(opts, out=out, models_dir=opts.models_dir or out / "models")
+    result = proto.run(config, opts)
+    result.save(out)
+    if not opts.quiet:
+        print()  # past the progress bars
+    print(result.summary())
+    print(f"\nwrote {out}/ ({result.files()}) in {result.data['wall_time_s']:.1f} s")
 
 
 def _sweep(args: argparse.Namespace) -> None:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from kdlab import KdlabError
 from kdlab.config import RunOptions
@@ -35,8 +35,17 @@ def setup_torch(opts: RunOptions) -> torch.device:
     return torch.device(opts.device)
 
 
-def prepare_out(out: Path, protocol: str, dataset: str) -> None:
+def models_dir(opts: RunOptions) -> Path:
+    """Where trained models are stored: `--models-dir`, else the per-user cache (shared by every
+    run that does not choose a store; the command line chooses `<out>/models`)."""
+    from kdlab.data.datasets import cache_dir
+
+    return opts.models_dir or cache_dir() / "models"
+
+
+def prepare_out(out: Path, protocol: str, config: dict) -> None:
     """Claim `out` for this experiment; refuse a folder holding anything else."""
+    dataset = config["dataset"]
     marker = out / MARKER
     if out.exists() and not out.is_dir():
         raise KdlabError(f"output path {out} is a file, not a folder")

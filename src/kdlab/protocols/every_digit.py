@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from kdlab.config import RunOptions, option
 from kdlab.protocols.study import StudyConfig, open_study
-from kdlab.reporting.every_digit import write_every_digit_outputs
+from kdlab.reporting.every_digit import analyse, render
+from kdlab.result import Result
 
 NAME = "every-digit"
 
@@ -34,15 +35,16 @@ class EveryDigitConfig(StudyConfig):
     )
 
 
-def run(config: EveryDigitConfig, opts: RunOptions) -> dict:
+def run(config: EveryDigitConfig, opts: RunOptions) -> Result:
     start = time.perf_counter()
     study = open_study(config, opts, NAME, omit_fields=("classes",))
     config, names = study.config, study.data.classes
     omitted = [names.index(c) for c in config.classes] if config.classes else list(range(len(names)))
-    rows = []
+    rows, models = [], {"Teacher": [study.teacher]}
     for digit in omitted:
         tag = f"No{names[digit]}"
         norm, kd = study.students((digit,), (f"Norm {tag}", f"KD {tag}"))
+        models[f"Norm {tag}"], models[f"KD {tag}"] = norm, kd
         test_logits = study.logits(norm + kd, study.x_test)
         on_digit = study.y_test == digit
         before = (test_logits[:, on_digit].argmax(-1) == digit).double().mean(1) * 100
@@ -60,13 +62,12 @@ def run(config: EveryDigitConfig, opts: RunOptions) -> dict:
                 "reused": norm[0].reused and kd[0].reused,
             }
         )
-    return write_every_digit_outputs(
-        out=study.out,
+    analysed = analyse(
         config=config,
         seeds=config.student_seeds(),
         rows=rows,
         teacher_accuracy=100 * float((study.teacher_test_logits.argmax(-1) == study.y_test).double().mean()),
         provenance=study.provenance,
         wall_time_s=time.perf_counter() - start,
-        quiet=opts.quiet,
     )
+    return render(analysed, config, models)

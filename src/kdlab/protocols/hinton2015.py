@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -23,6 +22,7 @@ from kdlab.protocols.common import (
     ModelJob,
     TrainedModel,
     derive_seed,
+    models_dir,
     prepare_out,
     provenance,
     setup_torch,
@@ -31,6 +31,7 @@ from kdlab.protocols.common import (
 )
 from kdlab.protocols.study import evaluation
 from kdlab.reporting.hinton2015 import write_hinton2015_outputs
+from kdlab.result import Result
 from kdlab.training.engine import TrainSpec, predict
 from kdlab.training.optim import OPTIMIZERS
 from kdlab.training.schedule import SCHEDULES
@@ -147,15 +148,15 @@ class Stage:
         self.training_seconds = sum(wall for _, wall in groups)
 
 
-def run(config: Hinton2015Config, opts: RunOptions) -> dict:
+def run(config: Hinton2015Config, opts: RunOptions) -> Result:
     start = time.perf_counter()
     device = setup_torch(opts)
-    out = opts.out or Path("runs") / NAME
     data = load_dataset(config.dataset, opts.data_dir, opts.download, opts.quiet)
     if len(data.classes) <= max(OMITTED, *KEPT):
         raise KdlabError(f"{config.dataset} has too few classes for this protocol")
-    prepare_out(out, NAME, config.dataset)
-    store = ModelStore(opts.models_dir or out / "models")
+    if opts.out is not None:  # claimed before any training, so a wrong folder costs nothing
+        prepare_out(opts.out, NAME, to_dict(config))
+    store = ModelStore(models_dir(opts))
     x, y = data.x_train.to(device), data.y_train.to(device)
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
     subset = config.resolved("subset")
@@ -424,7 +425,6 @@ def run(config: Hinton2015Config, opts: RunOptions) -> dict:
         rows_out.append(_row(f"{label}: errors on 3s", None, on3, "errors", "t2", seconds, reused))
     rows_out += _sweep_rows(sweep, seconds, reused)
     return write_hinton2015_outputs(
-        out=out,
         config=config,
         rows=rows_out,
         sweep=sweep,
@@ -441,7 +441,7 @@ def run(config: Hinton2015Config, opts: RunOptions) -> dict:
         histories={m.name: m.record["history"] for stage in stages.values() for m in stage.models},
         provenance=prov,
         wall_time_s=time.perf_counter() - start,
-        quiet=opts.quiet,
+        models={name: stage.models for name, stage in stages.items()},
     )
 
 

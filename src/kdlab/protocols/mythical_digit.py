@@ -16,7 +16,8 @@ import torch
 from kdlab import KdlabError
 from kdlab.config import RunOptions, option
 from kdlab.protocols.study import StudyConfig, evaluation, open_study, shift_output_bias
-from kdlab.reporting import write_mythical_digit_outputs
+from kdlab.reporting.mythical_digit import analyse, render
+from kdlab.result import Result
 
 NAME = "mythical-digit"
 
@@ -42,7 +43,7 @@ def columns(omit_names: list[str]) -> list[str]:
     return ["Teacher", "Norm", "KD", f"Norm {tag}", f"KD {tag}", f"Norm {tag}+B", f"KD {tag}+B"]
 
 
-def run(config: MythicalDigitConfig, opts: RunOptions) -> dict:
+def run(config: MythicalDigitConfig, opts: RunOptions) -> Result:
     """Train (or reuse) the teacher and the students of every seed, evaluate the seven columns."""
     start = time.perf_counter()
     study = open_study(config, opts, NAME, omit_fields=("omit",))
@@ -72,8 +73,7 @@ def run(config: MythicalDigitConfig, opts: RunOptions) -> dict:
         evaluations[c], scored = scored[: len(trained[c])], scored[len(trained[c]) :]
     grid = torch.linspace(-2.0, 12.0, 141)
     curves = {col: study.bias_curves(trained[col], omit, grid) for col in cols[3:5]}
-    return write_mythical_digit_outputs(
-        out=study.out,
+    analysed = analyse(
         config=config,
         seeds=config.student_seeds(),
         columns=cols,
@@ -86,5 +86,5 @@ def run(config: MythicalDigitConfig, opts: RunOptions) -> dict:
         provenance=study.provenance,
         wall_time_s=time.perf_counter() - start,
         test_counts=torch.bincount(study.y_test, minlength=len(classes)).tolist(),
-        quiet=opts.quiet,
     )
+    return render(analysed, config, classes, trained)

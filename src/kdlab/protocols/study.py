@@ -4,7 +4,6 @@ the teacher, training students per transfer set, and calibrating their omitted c
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 
@@ -18,6 +17,7 @@ from kdlab.protocols.common import (
     ModelJob,
     TrainedModel,
     derive_seed,
+    models_dir,
     prepare_out,
     provenance,
     setup_torch,
@@ -211,7 +211,6 @@ class Study:
 
     config: StudyConfig
     opts: RunOptions
-    out: Path
     device: torch.device
     data: Dataset
     store: ModelStore
@@ -332,7 +331,6 @@ def open_study(
 ) -> Study:
     """Load the data, claim the output folder, and train (or reuse) the teacher."""
     device = setup_torch(opts)
-    out = opts.out or Path("runs") / protocol
     data = load_dataset(config.dataset, opts.data_dir, opts.download, opts.quiet)
     for name in omit_fields:  # class names or indices, stored as names
         indices = resolve_classes(getattr(config, name), data.classes)
@@ -340,8 +338,9 @@ def open_study(
     config = config.for_data(data.image_shape)
     config.check_classes(data.classes)
     rows, val_rows = split_rows(config, len(data.x_train))
-    prepare_out(out, protocol, config.dataset)
-    store = ModelStore(opts.models_dir or out / "models")
+    if opts.out is not None:  # claimed before any training, so a wrong folder costs nothing
+        prepare_out(opts.out, protocol, to_dict(config))
+    store = ModelStore(models_dir(opts))
     x, y = data.x_train.to(device), data.y_train.to(device)
     rows = rows.to(device)
     val = None if val_rows is None else (x[val_rows.to(device)], y[val_rows.to(device)])
@@ -379,7 +378,6 @@ def open_study(
     return Study(
         config=config,
         opts=opts,
-        out=out,
         device=device,
         data=data,
         store=store,

@@ -1,15 +1,14 @@
-"""What the every-digit study writes: a row per omitted class, before and after calibration."""
+"""The every-digit results: a row per omitted class, before and after calibration; analysis
+(summaries, findings), then rendering (tables, figure, report)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from kdlab.config import to_dict
-from kdlab.io import atomic_write_text
 from kdlab.reporting.figures import omitted_class_bars
-from kdlab.reporting.publish import publish
+from kdlab.reporting.frames import records_frame
 from kdlab.reporting.stats import mean_ci, paired
 from kdlab.reporting.table import cell, markdown
+from kdlab.result import Rendering, Result
 
 
 def _summary(row: dict, strategy: str) -> dict:
@@ -26,12 +25,47 @@ def _summary(row: dict, strategy: str) -> dict:
     }
 
 
-def write_every_digit_outputs(
-    *, out: Path, config, seeds, rows, teacher_accuracy, provenance, wall_time_s, quiet
-) -> dict:
+def analyse(*, config, seeds, rows, teacher_accuracy, provenance, wall_time_s) -> dict:
+    """What results.json holds: each omitted class's numbers with their summaries, and findings."""
     first = config.calibration[0]
     for row in rows:
         row["summary"] = {strategy: _summary(row, strategy) for strategy in config.calibration}
+    n = len(seeds)
+    ranked = sorted(rows, key=lambda r: r["summary"][first]["after"]["KD"][0])
+    findings = [
+        f"Teacher test accuracy {teacher_accuracy:.2f}%; {n} student seed(s) per cell; "
+        f"cells are accuracy (%) on the omitted class's test images"
+        + (", mean ± 95% CI half-width (Student t)." if n > 1 else "."),
+        f"After {first} calibration the KD students recognise the omitted class worst for "
+        f"{ranked[0]['class']} ({ranked[0]['summary'][first]['after']['KD'][0]:.1f}%) and best for "
+        f"{ranked[-1]['class']} ({ranked[-1]['summary'][first]['after']['KD'][0]:.1f}%).",
+    ]
+    wins = [
+        r["class"]
+        for r in rows
+        if (d := r["summary"][first]["kd_minus_norm_after"])["ci95"] is not None
+        and d["mean_diff"] - d["ci95"] > 0
+    ]
+    if n > 1:
+        findings.append(
+            f"KD beats Norm after calibration with the 95% interval above zero for "
+            f"{len(wins)} of {len(rows)} classes" + (f" ({', '.join(wins)})." if wins else ".")
+        )
+    return {
+        "protocol": "every-digit",
+        "seeds": seeds,
+        "teacher_accuracy": teacher_accuracy,
+        "rows": rows,
+        "findings": findings,
+        "wall_time_s": wall_time_s,
+        **provenance,
+    }
+
+
+def render(result: dict, config, models: dict) -> Result:
+    """The tables, report and figure of an analysed study (nothing is written here)."""
+    first, rows, findings = config.calibration[0], result["rows"], result["findings"]
+    wall_time_s = result["wall_time_s"]
     header = [
         "Class",
         "Norm before",
@@ -85,29 +119,6 @@ def write_every_digit_outputs(
             for strategy, s in row["summary"].items()
         ],
     )
-    figure = out / "figures" / "every_digit.png"
-    omitted_class_bars(rows, first, figure)
-    n = len(seeds)
-    ranked = sorted(rows, key=lambda r: r["summary"][first]["after"]["KD"][0])
-    findings = [
-        f"Teacher test accuracy {teacher_accuracy:.2f}%; {n} student seed(s) per cell; "
-        f"cells are accuracy (%) on the omitted class's test images"
-        + (", mean ± 95% CI half-width (Student t)." if n > 1 else "."),
-        f"After {first} calibration the KD students recognise the omitted class worst for "
-        f"{ranked[0]['class']} ({ranked[0]['summary'][first]['after']['KD'][0]:.1f}%) and best for "
-        f"{ranked[-1]['class']} ({ranked[-1]['summary'][first]['after']['KD'][0]:.1f}%).",
-    ]
-    wins = [
-        r["class"]
-        for r in rows
-        if (d := r["summary"][first]["kd_minus_norm_after"])["ci95"] is not None
-        and d["mean_diff"] - d["ci95"] > 0
-    ]
-    if n > 1:
-        findings.append(
-            f"KD beats Norm after calibration with the 95% interval above zero for "
-            f"{len(wins)} of {len(rows)} classes" + (f" ({', '.join(wins)})." if wins else ".")
-        )
     report = "\n".join(
         [
             f"# Every class as the mythical one ({config.dataset})",
@@ -131,19 +142,42 @@ def write_every_digit_outputs(
                 f"{r['class']} {r['wall_time_s']:.0f} s" + (" (reused)" if r["reused"] else "") for r in rows
             ),
             f"- Config: `{to_dict(config)}`",
-            f"- Versions: {provenance['versions']}",
+            f"- Versions: {result['versions']}",
             "",
         ]
     )
-    atomic_write_text(out / "table.md", table_md + "\n" + strategies_md)
-    atomic_write_text(out / "report.md", report)
-    result = {
-        "protocol": "every-digit",
-        "seeds": seeds,
-        "teacher_accuracy": teacher_accuracy,
-        "rows": rows,
-        "findings": findings,
-        "wall_time_s": wall_time_s,
-        **provenance,
-    }
-    return publish(out, result, [table_md], "table.md, results.json, report.md, figures/", quiet)
+    return Result(
+        "every-digit",
+        result,
+        models,
+        Rendering(
+            texts={"table.md": table_md + "\n" + strategies_md, "report.md": report},
+            figures={"every_digit": lambda: omitted_class_bars(rows, first)},
+            printed=[table_md],
+            frames=lambda: (
+                records_frame(_frame_rows(rows, first), "class"),
+                records_frame(
+                    [
+                        {"class": r["class"], "calibration": st, **_flat(sm)}
+                        for r in rows
+                        for st, sm in r["summary"].items()
+                    ]
+                ),
+            ),
+        ),
+    )
+
+
+def _flat(summary: dict) -> dict:
+    """One calibration's summary of one class as flat columns (means; CIs as `... ci95`)."""
+    flat = {}
+    for what in ("before", "after", "shift", "overall_after"):
+        for student in ("Norm", "KD"):
+            mean, hw = summary[what][student]
+            flat[f"{student} {what}"] = mean
+            flat[f"{student} {what} ci95"] = hw
+    return flat
+
+
+def _frame_rows(rows: list[dict], strategy: str) -> list[dict]:
+    return [{"class": r["class"], **_flat(r["summary"][strategy])} for r in rows]

@@ -1,31 +1,34 @@
-"""Figures as PNG, drawn off-screen and written atomically."""
+"""Figures as matplotlib `Figure` objects, drawn without pyplot's global state (so they work in a
+script, in a notebook and in a Ray worker alike), and written as PNG atomically."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from kdlab.io import atomic_write_bytes
 
 
-def _save(fig, path: Path) -> None:
+def subplots(figsize: tuple[float, float], nrows: int = 1, ncols: int = 1, squeeze: bool = True):
+    """A new figure and its axes, owned by no window manager (nothing to close)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
+
+
+def save_figure(fig: Figure, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
 
-def learning_curves(histories: dict[str, list[list[dict]]], monitors: dict[str, str], path: Path) -> None:
+def learning_curves(histories: dict[str, list[list[dict]]], monitors: dict[str, str]) -> Figure:
     """Accuracy (top) and loss (bottom) per epoch, training vs validation, one column per model;
     one line per seed."""
     names = list(histories)
-    fig, axes = plt.subplots(2, len(names), figsize=(3.6 * len(names), 6.4), squeeze=False)
+    fig, axes = subplots((3.6 * len(names), 6.4), 2, len(names), squeeze=False)
     for j, name in enumerate(names):
         for i, (metric, label) in enumerate((("acc", "accuracy (%)"), ("loss", "loss"))):
             ax = axes[i][j]
@@ -63,12 +66,12 @@ def learning_curves(histories: dict[str, list[list[dict]]], monitors: dict[str, 
         "cross-entropy; one line per seed",
         fontsize=9,
     )
-    _save(fig, path)
+    return fig
 
 
-def per_class_bars(means: dict, ci95: dict, columns: list[str], classes: tuple[str, ...], path: Path) -> None:
+def per_class_bars(means: dict, ci95: dict, columns: list[str], classes: tuple[str, ...]) -> Figure:
     """Grouped bars: per-class test accuracy of every column (error bars: 95% CI over seeds)."""
-    fig, ax = plt.subplots(figsize=(13, 4.5))
+    fig, ax = subplots((13, 4.5))
     width = 0.8 / len(columns)
     for j, col in enumerate(columns):
         xs = [c + (j - (len(columns) - 1) / 2) * width for c in range(len(classes))]
@@ -87,15 +90,13 @@ def per_class_bars(means: dict, ci95: dict, columns: list[str], classes: tuple[s
     ax.set_ylim(0, 105)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(ncol=len(columns), fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0))
-    _save(fig, path)
+    return fig
 
 
-def bias_sweep(
-    curves: dict[str, dict], marks: dict[str, dict[str, float]], omit_label: str, path: Path
-) -> None:
+def bias_sweep(curves: dict[str, dict], marks: dict[str, dict[str, float]], omit_label: str) -> Figure:
     """Accuracy on the omitted classes and overall vs the bias shift, one panel per student,
     with the shift each calibration strategy chose (mean over seeds) marked."""
-    fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4.2), squeeze=False)
+    fig, axes = subplots((6 * len(curves), 4.2), 1, len(curves), squeeze=False)
     for ax, (name, curve) in zip(axes[0], curves.items()):
         ax.plot(curve["shift"], curve["omitted"], color="C3", label=f"accuracy on {omit_label}")
         ax.plot(curve["shift"], curve["overall"], color="C0", label="overall accuracy")
@@ -109,12 +110,12 @@ def bias_sweep(
         ax.set_ylim(0, 101)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
-    _save(fig, path)
+    return fig
 
 
-def omitted_class_bars(rows: list[dict], strategy: str, path: Path) -> None:
+def omitted_class_bars(rows: list[dict], strategy: str) -> Figure:
     """Per omitted class: accuracy on it for Norm and KD, before and after calibration."""
-    fig, ax = plt.subplots(figsize=(12, 4.5))
+    fig, ax = subplots((12, 4.5))
     bars = [
         ("Norm", "before", "Norm before"),
         ("KD", "before", "KD before"),
@@ -133,13 +134,13 @@ def omitted_class_bars(rows: list[dict], strategy: str, path: Path) -> None:
     ax.set_ylim(0, 105)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(ncol=4, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0))
-    _save(fig, path)
+    return fig
 
 
-def temperature_sweep(sweep: dict[str, dict], path: Path) -> None:
+def temperature_sweep(sweep: dict[str, dict]) -> Figure:
     """Test errors against the distillation temperature, one panel per student width, with the
     same width trained on hard labels as a dashed line."""
-    fig, axes = plt.subplots(1, len(sweep), figsize=(5.2 * len(sweep), 4), squeeze=False)
+    fig, axes = subplots((5.2 * len(sweep), 4), 1, len(sweep), squeeze=False)
     for ax, (width, entry) in zip(axes[0], sweep.items()):
         ax.plot(entry["temperature"], entry["errors"], "o-", color="C0", label="distilled")
         if entry["hard"] is not None:
@@ -152,4 +153,4 @@ def temperature_sweep(sweep: dict[str, dict], path: Path) -> None:
         ax.set_ylabel("test errors")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    _save(fig, path)
+    return fig

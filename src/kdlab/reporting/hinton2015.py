@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from kdlab.config import to_dict
-from kdlab.io import atomic_write_text
 from kdlab.reporting.figures import learning_curves, temperature_sweep
-from kdlab.reporting.publish import publish
+from kdlab.reporting.frames import records_frame
 from kdlab.reporting.table import markdown
+from kdlab.result import Rendering, Result
 
 CURVES = ("Teacher", "Hard", "KD", "KD No3", "KD 7,8 only")
 
@@ -61,14 +59,12 @@ def findings(rows: list[dict]) -> list[str]:
 
 
 def write_hinton2015_outputs(
-    *, out: Path, config, rows, sweep, shifts, stages, histories, provenance, wall_time_s, quiet
-) -> dict:
-    figures = out / "figures"
-    temperature_sweep(sweep, figures / "temperature_sweep.png")
+    *, config, rows, sweep, shifts, stages, histories, provenance, wall_time_s, models
+) -> Result:
+    """The rows as data with their findings (analysis), and the table, report and figures
+    rendered from them (nothing is written here)."""
     curves = {name: [histories[name]] for name in CURVES if name in histories}
-    learning_curves(curves, dict.fromkeys(curves, "test set"), figures / "learning_curves.png")
     table = table_markdown(rows)
-    atomic_write_text(out / "table.md", table)
     shift_lines = [
         f"- {classes}: " + ", ".join(f"{how} {value:+.2f}" for how, value in values.items())
         for classes, values in shifts.items()
@@ -139,5 +135,24 @@ def write_hinton2015_outputs(
             "",
         ]
     )
-    atomic_write_text(out / "report.md", report)
-    return publish(out, result, [table], "table.md, results.json, report.md, figures/", quiet)
+    sweep_frame = records_frame(
+        [
+            {"student": f"{width}-{width}", "T": t, "errors": e, "hard-label errors": entry["hard"]}
+            for width, entry in sweep.items()
+            for t, e in zip(entry["temperature"], entry["errors"])
+        ]
+    )
+    return Result(
+        "hinton2015",
+        result,
+        models,
+        Rendering(
+            texts={"table.md": table, "report.md": report},
+            figures={
+                "temperature_sweep": lambda: temperature_sweep(sweep),
+                "learning_curves": lambda: learning_curves(curves, dict.fromkeys(curves, "test set")),
+            },
+            printed=[table],
+            frames=lambda: (records_frame(rows, "experiment"), sweep_frame),
+        ),
+    )

@@ -1,15 +1,12 @@
-"""Everything the mythical-digit run writes: table (md/csv/json), figures, report, terminal."""
+"""The mythical-digit results: analysis (metrics, paired comparisons, findings) from the evaluated
+models, then rendering (tables, figures, report) from the analysis."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from kdlab.config import to_dict
-from kdlab.io import atomic_write_text
 from kdlab.reporting.figures import bias_sweep, learning_curves, per_class_bars
 from kdlab.reporting.findings import detect_overfitting
-from kdlab.reporting.publish import publish
+from kdlab.reporting.frames import ci_frame
 from kdlab.reporting.stats import mean_ci, paired
 from kdlab.reporting.table import (
     cell,
@@ -20,6 +17,7 @@ from kdlab.reporting.table import (
     table_csv,
     table_markdown,
 )
+from kdlab.result import Rendering, Result
 
 
 def _comparisons(columns, per_seed_metric, omit_label) -> list[dict]:
@@ -78,9 +76,8 @@ def _calibration_markdown(calibration: dict, omit_label: str) -> str:
     )
 
 
-def write_mythical_digit_outputs(
+def analyse(
     *,
-    out: Path,
     config,
     seeds,
     columns,
@@ -93,8 +90,9 @@ def write_mythical_digit_outputs(
     provenance,
     wall_time_s,
     test_counts,
-    quiet,
 ) -> dict:
+    """Everything results.json holds: the table and its per-seed values, overall numbers, the
+    paired comparisons, calibration, findings and provenance."""
     n_omit = sum(test_counts[c] for c in omit)
     omit_label = f"class {', '.join(classes[c] for c in omit)}"
     per_seed = per_seed_table(
@@ -177,32 +175,11 @@ def write_mythical_digit_outputs(
         )
     )
 
-    md = table_markdown(means, ci95, columns, classes)
-    overall_md = markdown(
-        ["", *columns],
-        [
-            ["Overall accuracy (%)"] + [cell(*overall[c]["accuracy"], 2) for c in columns],
-            ["Test errors"] + [cell(*overall[c]["errors"], 0) for c in columns],
-        ],
-    )
-    figures = out / "figures"
-    histories = {name: [t.record["history"] for t in models[name]] for name in ["Teacher", *students]}
-    monitors = {name: models[name][0].record["identity"]["monitor"] for name in histories}
-    learning_curves(histories, monitors, figures / "learning_curves.png")
-    per_class_bars(means, ci95, columns, classes, figures / "per_class_accuracy.png")
-    marks = {col: {st: mean_ci(v["shift"])[0] for st, v in calibration[col].items()} for col in calibration}
-    bias_sweep(bias_curves, marks, omit_label, figures / "bias_sweep.png")
-    calibration_md = _calibration_markdown(calibration, omit_label)
-    atomic_write_text(out / "table.md", md + "\n" + overall_md)
-    atomic_write_text(out / "table.csv", table_csv(means, ci95, columns, classes))
-    seeds_of = {c: [t.record["seed"] for t in models[c]] for c in columns}
-    atomic_write_text(out / "per_seed.csv", per_seed_csv(per_seed, seeds_of, classes))
-
     model_info = {
         name: [
             {
                 "seed": t.record["seed"],
-                "folder": os.path.relpath(t.folder, out),
+                "folder": str(t.folder),
                 "key": t.record["key"],
                 "reused": t.reused,
                 "group_wall_time_s": t.record["group_wall_time_s"],
@@ -211,6 +188,51 @@ def write_mythical_digit_outputs(
         ]
         for name in ["Teacher", *students]
     }
+    return {
+        "protocol": "mythical-digit",
+        "table": means,
+        "ci95": ci95,
+        "per_seed": per_seed,
+        "seeds": seeds,
+        "overall": overall,
+        "comparisons": comparisons,
+        "calibration": calibration,
+        "bias_curves": bias_curves,
+        "omitted_classes": [classes[c] for c in omit],
+        "overfitting": overfit,
+        "findings": findings,
+        "models": model_info,
+        "wall_time_s": wall_time_s,
+        **provenance,
+    }
+
+
+def render(result: dict, config, classes: tuple[str, ...], models: dict) -> Result:
+    """The tables, report and figures of an analysed run (nothing is written here)."""
+    columns = list(result["table"])
+    means, ci95, overall, calibration = (
+        result["table"],
+        result["ci95"],
+        result["overall"],
+        result["calibration"],
+    )
+    seeds, wall_time_s, findings = result["seeds"], result["wall_time_s"], result["findings"]
+    omit_label = f"class {', '.join(result['omitted_classes'])}"
+    students = columns[1:5]
+    md = table_markdown(means, ci95, columns, classes)
+    overall_md = markdown(
+        ["", *columns],
+        [
+            ["Overall accuracy (%)"] + [cell(*overall[c]["accuracy"], 2) for c in columns],
+            ["Test errors"] + [cell(*overall[c]["errors"], 0) for c in columns],
+        ],
+    )
+    histories = {name: [t.record["history"] for t in models[name]] for name in ["Teacher", *students]}
+    monitors = {name: models[name][0].record["identity"]["monitor"] for name in histories}
+    marks = {col: {st: mean_ci(v["shift"])[0] for st, v in calibration[col].items()} for col in calibration}
+    calibration_md = _calibration_markdown(calibration, omit_label)
+    seeds_of = {c: [t.record["seed"] for t in models[c]] for c in columns}
+    model_info = result["models"]
     times = "; ".join(
         f"{name} {info[0]['group_wall_time_s']:.0f} s" + (" (reused)" if info[0]["reused"] else "")
         for name, info in model_info.items()
@@ -252,33 +274,41 @@ def write_mythical_digit_outputs(
             f"- Wall time {wall_time_s:.1f} s; training time per group: {times}.",
             f"- Config: `{to_dict(config)}`",
             f"- Data: {config.dataset}, IDX sha256 "
-            + ", ".join(f"{k} {v[:12]}…" for k, v in provenance["data_sha256"].items()),
-            f"- Versions: {provenance['versions']}",
+            + ", ".join(f"{k} {v[:12]}…" for k, v in result["data_sha256"].items()),
+            f"- Versions: {result['versions']}",
             "",
         ]
     )
-    atomic_write_text(out / "report.md", report)
-    result = {
-        "protocol": "mythical-digit",
-        "table": means,
-        "ci95": ci95,
-        "per_seed": per_seed,
-        "seeds": seeds,
-        "overall": overall,
-        "comparisons": comparisons,
-        "calibration": calibration,
-        "bias_curves": bias_curves,
-        "omitted_classes": [classes[c] for c in omit],
-        "overfitting": overfit,
-        "findings": findings,
-        "models": model_info,
-        "wall_time_s": wall_time_s,
-        **provenance,
-    }
-    return publish(
-        out,
+    return Result(
+        "mythical-digit",
         result,
-        [md, overall_md, calibration_md],
-        "table.md, table.csv, per_seed.csv, results.json, report.md, figures/",
-        quiet,
+        models,
+        Rendering(
+            texts={
+                "table.md": md + "\n" + overall_md,
+                "table.csv": table_csv(means, ci95, columns, classes),
+                "per_seed.csv": per_seed_csv(result["per_seed"], seeds_of, classes),
+                "report.md": report,
+            },
+            figures={
+                "per_class_accuracy": lambda: per_class_bars(means, ci95, columns, classes),
+                "learning_curves": lambda: learning_curves(histories, monitors),
+                "bias_sweep": lambda: bias_sweep(result["bias_curves"], marks, omit_label),
+            },
+            printed=[md, overall_md, calibration_md],
+            frames=lambda: (
+                ci_frame(means, ci95, {**{str(c): name for c, name in enumerate(classes)}, "Avg": "Avg"}),
+                ci_frame(
+                    {
+                        "accuracy (%)": {c: overall[c]["accuracy"][0] for c in columns},
+                        "errors": {c: overall[c]["errors"][0] for c in columns},
+                    },
+                    {
+                        "accuracy (%)": {c: overall[c]["accuracy"][1] for c in columns},
+                        "errors": {c: overall[c]["errors"][1] for c in columns},
+                    },
+                    dict(zip(columns, columns)),
+                ),
+            ),
+        ),
     )

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
-from kdlab.reporting.figures import _save
+from kdlab.reporting.figures import save_figure, subplots
 from kdlab.reporting.stats import mean_ci
 from kdlab.sweep.table import cell_text
 
@@ -44,7 +40,7 @@ def heat_map(records: list[dict], rows: str, cols: str, metric: str, path: Path)
             stats = _stats(records, metric, {rows: y, cols: x})
             if stats is not None:
                 grid[i, j] = stats[0]
-    fig, ax = plt.subplots(figsize=(1.1 * len(xs) + 2.5, 0.6 * len(ys) + 2))
+    fig, ax = subplots((1.1 * len(xs) + 2.5, 0.6 * len(ys) + 2))
     image = ax.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
     for (i, j), value in np.ndenumerate(grid):
         if not np.isnan(value):
@@ -57,7 +53,7 @@ def heat_map(records: list[dict], rows: str, cols: str, metric: str, path: Path)
     seeds = len(records[0]["rows"])
     ax.set_title(f"{metric} (mean over {seeds} seed(s))", fontsize=9)
     fig.colorbar(image, ax=ax)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def line_plot(records: list[dict], param: str, metric: str, path: Path, series: str | None = None) -> None:
@@ -65,7 +61,7 @@ def line_plot(records: list[dict], param: str, metric: str, path: Path, series: 
     xs = _axis(records, param)
     numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
     positions = xs if numeric else list(range(len(xs)))
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = subplots((5.5, 3.6))
     for k, group in enumerate(_axis(records, series) if series else [None]):
         where = {series: group} if series else {}
         stats = [_stats(records, metric, {**where, param: x}) for x in xs]
@@ -87,7 +83,7 @@ def line_plot(records: list[dict], param: str, metric: str, path: Path, series: 
     ax.set_title("mean over seeds, band: 95% CI", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def sweep_figures(

@@ -61,10 +61,11 @@ def run_point(protocol: str, config: Any, opts: RunOptions, worker_file: Path) -
     log = worker_file.with_suffix(".log")
     with open(log, "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         result = PROTOCOLS[protocol][1](config, opts)
+        result.save(opts.out)
     return {
-        "rows": per_seed_metrics(result),
-        "teacher_reused": result["models"]["Teacher"][0]["reused"],
-        "wall_time_s": result["wall_time_s"],
+        "rows": per_seed_metrics(result.data),
+        "teacher_reused": result.data["models"]["Teacher"][0]["reused"],
+        "wall_time_s": result.data["wall_time_s"],
         "worker": worker,
     }
 
@@ -173,15 +174,19 @@ def describe(point: Point) -> str:
     return " ".join(f"{k}={v}" for k, v in point.params.items()) or point.id
 
 
-def publish(spec: SweepSpec, points: list[Point], records: dict[str, dict], paths: Paths) -> str:
-    """The results table, summary and figures from every finished point, in point order."""
+def publish(
+    spec: SweepSpec, points: list[Point], records: dict[str, dict], paths: Paths
+) -> tuple[str, list[dict]]:
+    """The results table, summary and figures from every finished point, in point order; the
+    summary and the table's rows."""
     done = [records[p.id] for p in points if p.id in records]
-    write_table(paths.out, table_rows(done, spec.swept, spec.metrics))
+    rows = table_rows(done, spec.swept, spec.metrics)
+    write_table(paths.out, rows)
     summary = summary_markdown(done, spec.swept, spec.metrics) if done else ""
     atomic_write_text(paths.out / "summary.md", summary)
     if done:
         sweep_figures(done, spec.swept, spec.metrics, paths.out / "figures")
-    return summary
+    return summary, rows
 
 
 def run_sweep(spec: SweepSpec, shared: Any, ray_opts: RayOptions) -> dict:
@@ -209,13 +214,13 @@ def run_sweep(spec: SweepSpec, shared: Any, ray_opts: RayOptions) -> dict:
         finally:
             if started:
                 ray.shutdown()
-    summary = publish(spec, points, records, paths)
+    summary, rows = publish(spec, points, records, paths)
     say(f"\n{summary}\nwrote {paths.out}/ (results.csv, results.jsonl, summary.md, figures/)")
     if failures:
         raise KdlabError(
             f"{len(failures)} point(s) failed (see above); a rerun runs only the unfinished points"
         )
-    return {"out": paths.out, "points": len(points), "ran": len(todo), "summary": summary}
+    return {"out": paths.out, "points": len(points), "ran": len(todo), "summary": summary, "rows": rows}
 
 
 def run_points(ray, spec, todo: list[Point], shared, ray_opts, paths: Paths, records: dict, say) -> list[str]:
