@@ -1,9 +1,9 @@
 """kdlab: reproduce and extend Hinton, Vinyals & Dean (2015), Distilling the Knowledge in a Neural Network.
 
-    import kdlab
-    result = kdlab.run("mythical-digit", epochs=2, seeds=3)
-    result.table, result.findings, result.figures, result.save("runs/x")
-    kdlab.sweep("sweeps/t-alpha.toml", epochs=1)   # a DataFrame of the points' results
+import kdlab
+result = kdlab.run("mythical-digit", epochs=2, seeds=3)
+result.table, result.findings, result.figures, result.save("runs/x")
+kdlab.sweep("sweeps/t-alpha.toml", epochs=1)   # a DataFrame of the points' results
 """
 
 __version__ = "0.1.0"

@@ -15,9 +15,10 @@ from tqdm.auto import tqdm
 
 from kdlab import KdlabError
 from kdlab.config import RunOptions
+from kdlab.data import Dataset, load_dataset
 from kdlab.io import atomic_write_json, package_versions
 from kdlab.models import StackedModule, from_states
-from kdlab.training.engine import TrainSpec, steps_per_epoch, train_group
+from kdlab.training.engine import TrainSpec, predict, steps_per_epoch, train_group
 from kdlab.training.store import ModelStore, model_key
 
 ENGINE_VERSION = 1  # bump when a change to the engine changes trained weights
@@ -129,7 +130,8 @@ def train_or_load(
 ) -> list[TrainedModel]:
     """Reuse the finished models among `jobs` and train the rest in groups as large as the
     memory budget allows; each model is saved as soon as its group finishes. `teacher` and
-    `image_shape` are needed by jittered models and the cnn (see `train_group`)."""
+    `image_shape` are needed by jittered models and the cnn (see `train_group`). Protocols call
+    it through `Lab.train`."""
     done: dict[int, TrainedModel] = {}
     missing = []
     for i, job in enumerate(jobs):
@@ -217,3 +219,124 @@ def provenance(config: dict, data_hashes: dict[str, str]) -> dict:
         "data_sha256": data_hashes,
         "versions": package_versions(),
     }
+
+
+@dataclass
+class Stage:
+    """Models trained (or reused) together, and what that took in this run."""
+
+    models: list[TrainedModel]
+    seconds: float  # wall time of this run's stage (small when the models were reused)
+    cpu_seconds: float  # CPU time of this process (all threads): robust to other jobs on the machine
+
+    @property
+    def reused(self) -> bool:
+        return all(m.reused for m in self.models)
+
+    @property
+    def training_seconds(self) -> float:
+        """Wall time of training, as recorded when the models were trained."""
+        groups = {(tuple(m.record["group"]), m.record["group_wall_time_s"]) for m in self.models}
+        return sum(wall for _, wall in groups)
+
+
+@dataclass
+class Teacher:
+    """A trained teacher ready to teach: its logits on every training and test image, computed
+    once (exact for students that see the images as stored), and the network itself for
+    students that see moved (jittered) images."""
+
+    model: TrainedModel
+    key: str
+    stage: Stage  # its training (or reuse) in this run
+    net: StackedModule
+    logits: torch.Tensor  # [N, C] on every training image
+    test_logits: torch.Tensor  # [N_test, C]
+
+
+@dataclass
+class Lab:
+    """The one set-up every protocol works in: the device, the whole data set on it as tensors,
+    the model store, and the provenance that every record carries. A protocol declares its
+    models (`ModelJob`s on transfer sets) and the lab trains or reuses and evaluates them."""
+
+    opts: RunOptions
+    device: torch.device
+    data: Dataset
+    store: ModelStore
+    x: torch.Tensor
+    y: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    provenance: dict | None = None  # set by `claim`, once the protocol's settings are final
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.data.classes)
+
+    def claim(self, protocol: str, config: dict) -> None:
+        """Fix the settings every record carries and claim the output folder (when there is one)
+        before any training, so that a wrong folder costs nothing."""
+        if self.opts.out is not None:
+            prepare_out(self.opts.out, protocol, config)
+        self.provenance = provenance(config, self.data.hashes)
+
+    def train(
+        self,
+        jobs: list[ModelJob],
+        transfer: torch.Tensor,
+        monitor: tuple[torch.Tensor, torch.Tensor] | None = None,
+        teacher: Teacher | None = None,
+    ) -> Stage:
+        """Train (or reuse) `jobs` on the training rows `transfer`; distilled jobs learn from
+        `teacher`; `monitor` is the labelled set of the learning curves (default: the test set,
+        which is never used for any choice)."""
+        assert self.provenance is not None, "claim the run before training"
+        began, began_cpu = time.perf_counter(), time.process_time()
+        x_mon, y_mon = monitor if monitor is not None else (self.x_test, self.y_test)
+        models = train_or_load(
+            jobs,
+            self.store,
+            self.opts,
+            self.x,
+            self.y,
+            transfer,
+            None if teacher is None else teacher.logits,
+            x_mon,
+            y_mon,
+            self.num_classes,
+            self.provenance,
+            teacher=None if teacher is None else teacher.net,
+            image_shape=self.data.image_shape,
+        )
+        return Stage(models, time.perf_counter() - began, time.process_time() - began_cpu)
+
+    def teacher(
+        self, job: ModelJob, transfer: torch.Tensor, monitor: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> Teacher:
+        """The teacher of `job`, trained (or reused), with its logits computed once."""
+        stage = self.train([job], transfer, monitor)
+        net = stack(stage.models, self.device, self.data.image_shape)
+        return Teacher(
+            stage.models[0], job.key, stage, net, predict(net, self.x)[0], predict(net, self.x_test)[0]
+        )
+
+    def logits(self, models: list[TrainedModel], x: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [K, N, C] of `models` (one architecture) on `x` (default: the test images)."""
+        return predict(stack(models, self.device, self.data.image_shape), self.x_test if x is None else x)
+
+
+def open_lab(opts: RunOptions, dataset: str) -> Lab:
+    """Threads and device set, the data set loaded onto the device, the model store opened."""
+    device = setup_torch(opts)
+    data = load_dataset(dataset, opts.data_dir, opts.download, opts.quiet)
+    return Lab(
+        opts=opts,
+        device=device,
+        data=data,
+        store=ModelStore(models_dir(opts)),
+        x=data.x_train.to(device),
+        y=data.y_train.to(device),
+        x_test=data.x_test.to(device),
+        y_test=data.y_test.to(device),
+    )

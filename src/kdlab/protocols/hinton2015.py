@@ -10,32 +10,20 @@ the paper's value and by the value best for this model. A temperature sweep over
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from kdlab import KdlabError
 from kdlab.calibration import accuracy_at, best_shift, prior_matching_shift
 from kdlab.config import RunOptions, option, to_dict
-from kdlab.data import load_dataset
-from kdlab.protocols.common import (
-    ModelJob,
-    TrainedModel,
-    derive_seed,
-    models_dir,
-    prepare_out,
-    provenance,
-    setup_torch,
-    stack,
-    train_or_load,
-)
+from kdlab.protocols.common import ModelJob, Stage, derive_seed, open_lab
 from kdlab.protocols.study import evaluation
 from kdlab.reporting.hinton2015 import write_hinton2015_outputs
 from kdlab.result import Result
-from kdlab.training.engine import TrainSpec, predict
+from kdlab.training.engine import TrainSpec
 from kdlab.training.optim import OPTIMIZERS
 from kdlab.training.schedule import SCHEDULES
-from kdlab.training.store import ModelStore
 
 NAME = "hinton2015"
 OMITTED = 3  # the mythical digit
@@ -132,86 +120,28 @@ class Hinton2015Config:
         return BUDGETS[self.budget][name] if value == unset else value
 
 
-@dataclass
-class Stage:
-    """Models trained together for some rows of the table, and the time they took."""
-
-    models: list[TrainedModel]
-    seconds: float  # wall time of this run's stage (small when the models were reused)
-    cpu_seconds: float  # CPU time of this process (all threads): robust to other jobs on the machine
-    reused: bool = field(init=False)
-    training_seconds: float = field(init=False)  # wall time of training, as recorded when trained
-
-    def __post_init__(self) -> None:
-        self.reused = all(m.reused for m in self.models)
-        groups = {(tuple(m.record["group"]), m.record["group_wall_time_s"]) for m in self.models}
-        self.training_seconds = sum(wall for _, wall in groups)
-
-
 def run(config: Hinton2015Config, opts: RunOptions) -> Result:
     start = time.perf_counter()
-    device = setup_torch(opts)
-    data = load_dataset(config.dataset, opts.data_dir, opts.download, opts.quiet)
+    lab = open_lab(opts, config.dataset)
+    data, x, y, y_test = lab.data, lab.x, lab.y, lab.y_test
     if len(data.classes) <= max(OMITTED, *KEPT):
         raise KdlabError(f"{config.dataset} has too few classes for this protocol")
-    if opts.out is not None:  # claimed before any training, so a wrong folder costs nothing
-        prepare_out(opts.out, NAME, to_dict(config))
-    store = ModelStore(models_dir(opts))
-    x, y = data.x_train.to(device), data.y_train.to(device)
-    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
     subset = config.resolved("subset")
-    rows = torch.arange(subset or len(x), device=device)
     if subset > len(x):
         raise KdlabError(f"subset {subset} is larger than the training set ({len(x)})")
+    lab.claim(NAME, to_dict(config))
+    rows = torch.arange(subset or len(x), device=lab.device)
     num_classes = len(data.classes)
-    prov = provenance(to_dict(config), data.hashes)
     rows_id = {"data_sha256": data.hashes, "subset": subset}
 
     def spec(hidden, alpha, temperature, epochs, role, **regularisers) -> TrainSpec:
-        optimizer = regularisers.pop("optimizer", config.student_optimizer)
-        return TrainSpec(
-            sizes=(data.num_features, *hidden, num_classes),
-            epochs=epochs,
-            batch_size=config.batch_size,
-            lr=regularisers.pop("lr", config.student_lr),
-            alpha=alpha,
-            temperature=temperature if alpha > 0 else 1.0,
-            t2=regularisers.pop("t2", config.t2) and alpha > 0,
-            init_seed=derive_seed(config.seed, f"{role}-init"),
-            stream_seed=derive_seed(config.seed, f"{role}-stream"),
-            optimizer=optimizer,
-            momentum=config.momentum if optimizer == "sgd" else 0.0,
-            schedule=config.schedule,
-            dropout=regularisers.pop("dropout", 0.0),
-            jitter=regularisers.pop("jitter", config.jitter if config.jitter_transfer and alpha > 0 else 0),
-            **regularisers,
-        )
-
-    def train(jobs: list[ModelJob], transfer: torch.Tensor, distil: bool = False) -> Stage:
-        began, began_cpu = time.perf_counter(), time.process_time()
-        logits, net = (teacher_logits, teacher_net) if distil else (None, None)
-        models = train_or_load(
-            jobs,
-            store,
-            opts,
-            x,
-            y,
-            transfer,
-            logits,
-            x_test,
-            y_test,
-            num_classes,
-            prov,
-            teacher=net,
-            image_shape=data.image_shape,
-        )
-        return Stage(models, time.perf_counter() - began, time.process_time() - began_cpu)
+        return make_spec(config, data, hidden, alpha, temperature, epochs, role, **regularisers)
 
     def job(name: str, train_spec: TrainSpec, transfer_name: str, distils: bool) -> ModelJob:
         identity = {"rows": rows_id, "transfer": transfer_name, "monitor": "test set"}
-        if distils:
-            identity["teacher"] = teacher_key
-        return ModelJob(name, train_spec, identity, config.seed)
+        return ModelJob(
+            name, train_spec, identity | ({"teacher": teacher_key} if distils else {}), config.seed
+        )
 
     # The teacher: every regulariser the paper names
     teacher_spec = spec(
@@ -229,9 +159,8 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
     )
     teacher_job = job("Teacher", teacher_spec, "all", False)
     teacher_key = teacher_job.key
-    stages = {"teacher": train([teacher_job], rows)}
-    teacher_net = stack(stages["teacher"].models, device)
-    teacher_logits = predict(teacher_net, x)[0]
+    teacher = lab.teacher(teacher_job, rows)
+    stages = {"teacher": teacher.stage}
     _report_stage("teacher", stages["teacher"], opts)
 
     # The 800-800 students: hard labels, distilled, distilled without 3s, distilled on 7s and 8s
@@ -240,29 +169,29 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
     transfers = {
         "all": rows,
         "no3": rows[on != OMITTED],
-        "only78": rows[torch.isin(on, torch.tensor(KEPT, device=device))],
+        "only78": rows[torch.isin(on, torch.tensor(KEPT, device=lab.device))],
     }
-    stages["students"] = train(
+    stages["students"] = lab.train(
         [
             job("Hard", spec(hidden, 0.0, 1.0, epochs, "student"), "all", False),
             job("KD", spec(hidden, config.alpha, temp, epochs, "student"), "all", True),
         ],
         transfers["all"],
-        distil=True,
+        teacher=teacher,
     )
-    stages["no3"] = train(
+    stages["no3"] = lab.train(
         [job("KD No3", spec(hidden, config.alpha, temp, epochs, "student"), "no3", True)],
         transfers["no3"],
-        distil=True,
+        teacher=teacher,
     )
-    stages["only78"] = train(
+    stages["only78"] = lab.train(
         [job("KD 7,8 only", spec(hidden, config.alpha, temp, epochs, "student"), "only78", True)],
         transfers["only78"],
-        distil=True,
+        teacher=teacher,
     )
     # What the T^2 factor does once the hard labels are in the loss: without it, at T = 20 the
     # soft targets' gradients are 400 times smaller than the paper intends
-    stages["t2"] = train(
+    stages["t2"] = lab.train(
         [
             job(
                 f"KD No3 T2 {state}",
@@ -273,7 +202,7 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
             for state, on in (("on", True), ("off", False))
         ],
         transfers["no3"],
-        distil=True,
+        teacher=teacher,
     )
     for name in ("students", "no3", "only78", "t2"):
         _report_stage(name, stages[name], opts)
@@ -290,14 +219,12 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
             s = spec(h, config.alpha, t, config.resolved("sweep_epochs"), "sweep")
             sweep_jobs.append(job(f"KD {width} T={t:g}", s, "all", True))
             sweep_index.append((width, t))
-    stages["sweep"] = train(sweep_jobs, transfers["all"], distil=True)
+    stages["sweep"] = lab.train(sweep_jobs, transfers["all"], teacher=teacher)
     _report_stage("sweep", stages["sweep"], opts)
 
     # Test errors, and the bias shifts
-    def test_logits(models: list[TrainedModel]) -> torch.Tensor:
-        return predict(stack(models, device), x_test)
-
-    teacher_test = test_logits(stages["teacher"].models)[0]
+    test_logits = lab.logits
+    teacher_test = teacher.test_logits
     students = {m.name: m for name in ("students", "no3", "only78", "t2") for m in stages[name].models}
     logits = dict(zip(students, test_logits(list(students.values()))))
     evals = {name: evaluation(v[None], y_test, num_classes)[0] for name, v in logits.items()}
@@ -308,7 +235,7 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
     def errors_at(name: str, moved: tuple[int, ...], shift: float) -> tuple[int, int]:
         """Test errors (all, on the classes `moved`) after adding `shift` to their biases."""
         overall, on_moved = accuracy_at(logits[name], y_test, moved, torch.tensor([float(shift)]))
-        n_moved = int(torch.isin(y_test, torch.tensor(moved, device=device)).sum())
+        n_moved = int(torch.isin(y_test, torch.tensor(moved, device=lab.device)).sum())
         return round(n_test * (1 - float(overall[0]))), round(n_moved * (1 - float(on_moved[0])))
 
     shifts_3 = {
@@ -439,9 +366,35 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
             for name, s in stages.items()
         },
         histories={m.name: m.record["history"] for stage in stages.values() for m in stage.models},
-        provenance=prov,
+        provenance=lab.provenance,
         wall_time_s=time.perf_counter() - start,
         models={name: stage.models for name, stage in stages.items()},
+    )
+
+
+def make_spec(
+    config: Hinton2015Config, data, hidden, alpha, temperature, epochs, role, **regularisers
+) -> TrainSpec:
+    """One model's training settings: the students' optimiser and no regulariser unless
+    `regularisers` say otherwise (the teacher's); jittered transfer sets for distilled students
+    when `--jitter-transfer` is on."""
+    optimizer = regularisers.pop("optimizer", config.student_optimizer)
+    return TrainSpec(
+        sizes=(data.num_features, *hidden, len(data.classes)),
+        epochs=epochs,
+        batch_size=config.batch_size,
+        lr=regularisers.pop("lr", config.student_lr),
+        alpha=alpha,
+        temperature=temperature if alpha > 0 else 1.0,
+        t2=regularisers.pop("t2", config.t2) and alpha > 0,
+        init_seed=derive_seed(config.seed, f"{role}-init"),
+        stream_seed=derive_seed(config.seed, f"{role}-stream"),
+        optimizer=optimizer,
+        momentum=config.momentum if optimizer == "sgd" else 0.0,
+        schedule=config.schedule,
+        dropout=regularisers.pop("dropout", 0.0),
+        jitter=regularisers.pop("jitter", config.jitter if config.jitter_transfer and alpha > 0 else 0),
+        **regularisers,
     )
 
 

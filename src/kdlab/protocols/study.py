@@ -10,22 +10,11 @@ import torch
 from kdlab import KdlabError
 from kdlab.calibration import STRATEGIES, accuracy_at, choose_shift
 from kdlab.config import RunOptions, option, to_dict
-from kdlab.data import Dataset, load_dataset
+from kdlab.data import Dataset
 from kdlab.models import FAMILIES
 from kdlab.models.cnn import CIFAR10_STUDENT, CIFAR10_TEACHER
-from kdlab.protocols.common import (
-    ModelJob,
-    TrainedModel,
-    derive_seed,
-    models_dir,
-    prepare_out,
-    provenance,
-    setup_torch,
-    stack,
-    train_or_load,
-)
-from kdlab.training.engine import TrainSpec, predict, score
-from kdlab.training.store import ModelStore
+from kdlab.protocols.common import Lab, ModelJob, Teacher, TrainedModel, derive_seed, open_lab
+from kdlab.training.engine import TrainSpec, score
 
 # (teacher, student) widths of each family: the paper's MLPs, and the CNNs sized for CIFAR-10
 DEFAULT_WIDTHS = {
@@ -210,25 +199,53 @@ class Study:
     """A teacher trained (or reused) on the training rows, ready to teach students."""
 
     config: StudyConfig
-    opts: RunOptions
-    device: torch.device
-    data: Dataset
-    store: ModelStore
+    lab: Lab
     rows: torch.Tensor  # training rows (validation rows excluded)
     val: tuple[torch.Tensor, torch.Tensor] | None  # held-out validation split
     monitor_name: str
     rows_id: dict
-    provenance: dict
-    teacher: TrainedModel
-    teacher_key: str
-    teacher_logits: torch.Tensor  # on every training image, computed once (exact: no augmentation)
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    teacher_test_logits: torch.Tensor
+    tutor: Teacher
+
+    @property
+    def data(self) -> Dataset:
+        return self.lab.data
+
+    @property
+    def device(self) -> torch.device:
+        return self.lab.device
+
+    @property
+    def x_test(self) -> torch.Tensor:
+        return self.lab.x_test
+
+    @property
+    def y_test(self) -> torch.Tensor:
+        return self.lab.y_test
+
+    @property
+    def provenance(self) -> dict:
+        return self.lab.provenance
+
+    @property
+    def teacher(self) -> TrainedModel:
+        return self.tutor.model
+
+    @property
+    def teacher_key(self) -> str:
+        return self.tutor.key
+
+    @property
+    def teacher_logits(self) -> torch.Tensor:
+        """On every training image, computed once (exact: no augmentation)."""
+        return self.tutor.logits
+
+    @property
+    def teacher_test_logits(self) -> torch.Tensor:
+        return self.tutor.test_logits
 
     @property
     def num_classes(self) -> int:
-        return len(self.data.classes)
+        return self.lab.num_classes
 
     def spec(self, hidden: tuple[int, ...], alpha: float, role: str, seed: int) -> TrainSpec:
         return make_spec(self.config, self.data, hidden, alpha, role, seed)
@@ -245,7 +262,7 @@ class Study:
     def students(self, left_out: tuple[int, ...], names: tuple[str, str]) -> tuple[list, list]:
         """Norm and KD students of every seed on the training rows without `left_out`, trained
         as one group; seed s of Norm and of KD share initialisation, data order and dropout."""
-        y = self.data.y_train.to(self.device)
+        y = self.lab.y
         transfer = self.rows[~torch.isin(y[self.rows], torch.tensor(left_out, device=self.device))]
         x_mon, y_mon, monitor_name = self.monitor(left_out)
         identity = {"rows": self.rows_id, "transfer_omit": list(left_out), "monitor": monitor_name}
@@ -258,24 +275,11 @@ class Study:
             )
             for s in seeds
         ]
-        models = train_or_load(
-            jobs,
-            self.store,
-            self.opts,
-            self.data.x_train.to(self.device),
-            y,
-            transfer,
-            self.teacher_logits,
-            x_mon,
-            y_mon,
-            self.num_classes,
-            self.provenance,
-            image_shape=self.data.image_shape,
-        )
+        models = self.lab.train(jobs, transfer, (x_mon, y_mon), self.tutor).models
         return models[: len(seeds)], models[len(seeds) :]
 
     def logits(self, models: list[TrainedModel], x: torch.Tensor) -> torch.Tensor:
-        return predict(stack(models, self.device, self.data.image_shape), x)
+        return self.lab.logits(models, x)
 
     def calibrate(self, models: list[TrainedModel], omit: tuple[int, ...]) -> dict[str, dict]:
         """Every requested strategy's shift per model (seed), and the accuracies it gives."""
@@ -330,66 +334,39 @@ def open_study(
     config: StudyConfig, opts: RunOptions, protocol: str, omit_fields: tuple[str, ...] = ()
 ) -> Study:
     """Load the data, claim the output folder, and train (or reuse) the teacher."""
-    device = setup_torch(opts)
-    data = load_dataset(config.dataset, opts.data_dir, opts.download, opts.quiet)
+    lab = open_lab(opts, config.dataset)
+    classes = lab.data.classes
     for name in omit_fields:  # class names or indices, stored as names
-        indices = resolve_classes(getattr(config, name), data.classes)
-        config = replace(config, **{name: tuple(data.classes[c] for c in indices)})
-    config = config.for_data(data.image_shape)
-    config.check_classes(data.classes)
-    rows, val_rows = split_rows(config, len(data.x_train))
-    if opts.out is not None:  # claimed before any training, so a wrong folder costs nothing
-        prepare_out(opts.out, protocol, to_dict(config))
-    store = ModelStore(models_dir(opts))
-    x, y = data.x_train.to(device), data.y_train.to(device)
-    rows = rows.to(device)
-    val = None if val_rows is None else (x[val_rows.to(device)], y[val_rows.to(device)])
-    monitor_name = "test set" if val is None else "validation split"
+        indices = resolve_classes(getattr(config, name), classes)
+        config = replace(config, **{name: tuple(classes[c] for c in indices)})
+    config = config.for_data(lab.data.image_shape)
+    config.check_classes(classes)
+    rows, val_rows = split_rows(config, len(lab.x))
+    lab.claim(protocol, to_dict(config))
+    rows = rows.to(lab.device)
+    val = None if val_rows is None else (lab.x[val_rows.to(lab.device)], lab.y[val_rows.to(lab.device)])
+    job = teacher_job(config, lab.data)
+    monitor_name = job.identity["monitor"]
+    return Study(config, lab, rows, val, monitor_name, job.identity["rows"], lab.teacher(job, rows, val))
+
+
+def teacher_job(config: StudyConfig, data: Dataset) -> ModelJob:
+    """The teacher that settings (made explicit for the data: `for_data`) ask for. Its key is
+    its identity everywhere: in the model store, and for sweeps that train each distinct teacher
+    once."""
     rows_id = {
         "data_sha256": data.hashes,
         "val_size": config.val_size,
         "subset": config.subset,
         "split_seed": config.seed,
     }
-    prov = provenance(to_dict(config), data.hashes)
-    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
-    teacher_job = ModelJob(
+    return ModelJob(
         "Teacher",
         make_spec(config, data, config.teacher_hidden, 0.0, "teacher", config.seed),
-        {"rows": rows_id, "transfer_omit": [], "monitor": monitor_name},
+        {
+            "rows": rows_id,
+            "transfer_omit": [],
+            "monitor": "validation split" if config.val_size else "test set",
+        },
         config.seed,
-    )
-    x_mon, y_mon = val if val is not None else (x_test, y_test)
-    teacher = train_or_load(
-        [teacher_job],
-        store,
-        opts,
-        x,
-        y,
-        rows,
-        None,
-        x_mon,
-        y_mon,
-        len(data.classes),
-        prov,
-        image_shape=data.image_shape,
-    )[0]
-    teacher_net = stack([teacher], device, data.image_shape)
-    return Study(
-        config=config,
-        opts=opts,
-        device=device,
-        data=data,
-        store=store,
-        rows=rows,
-        val=val,
-        monitor_name=monitor_name,
-        rows_id=rows_id,
-        provenance=prov,
-        teacher=teacher,
-        teacher_key=teacher_job.key,
-        teacher_logits=predict(teacher_net, x)[0],
-        x_test=x_test,
-        y_test=y_test,
-        teacher_test_logits=predict(teacher_net, x_test)[0],
     )

@@ -21,8 +21,9 @@ from typing import Any
 
 from kdlab import KdlabError
 from kdlab.config import RunOptions, to_dict
-from kdlab.io import atomic_write_json, atomic_write_text, stable_hash
-from kdlab.protocols.study import open_study
+from kdlab.data import load_dataset
+from kdlab.io import atomic_write_json, atomic_write_text
+from kdlab.protocols.study import open_study, teacher_job
 from kdlab.sweep import require_ray
 from kdlab.sweep.metrics import per_seed_metrics
 from kdlab.sweep.options import RayOptions, trial_options
@@ -33,18 +34,6 @@ from kdlab.sweep.table import summary_markdown, table_rows, write_table
 # The settings a teacher's weights depend on (see `open_study`): points that agree on them
 # share one teacher. A field listed in vain only splits a teacher task in two (the store
 # keeps one model); a missing one only makes a point train its teacher itself: never a result.
-TEACHER_FIELDS = (
-    "dataset",
-    "arch",
-    "epochs",
-    "seed",
-    "batch_size",
-    "lr",
-    "dropout",
-    "teacher_hidden",
-    "val_size",
-    "subset",
-)
 
 
 def train_teacher(protocol: str, config: Any, opts: RunOptions) -> str:
@@ -147,10 +136,15 @@ def remote(ray, fn, ray_opts: RayOptions, **extra):
 
 
 def train_teachers(ray, protocol: str, configs: list, shared, ray_opts, out: Path, models: Path, say) -> None:
-    """One task per distinct teacher among `configs`, all before any point runs."""
+    """One task per distinct teacher among `configs`, all before any point runs; teachers are
+    told apart by the key the model store gives them (the data sets are read here for it)."""
     teachers: dict[str, Any] = {}
+    data = {}
     for config in configs:
-        teachers.setdefault(stable_hash({k: getattr(config, k) for k in TEACHER_FIELDS})[:12], config)
+        if config.dataset not in data:
+            data[config.dataset] = load_dataset(config.dataset, shared.data_dir, shared.download, quiet=True)
+        key = teacher_job(config.for_data(data[config.dataset].image_shape), data[config.dataset]).key
+        teachers.setdefault(key, config)
     task = remote(ray, train_teacher, ray_opts)
     refs = [
         task.remote(protocol, config, trial_options(shared, ray_opts, out / "teachers" / tid, models))
