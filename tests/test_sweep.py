@@ -265,3 +265,19 @@ def test_resources_per_trial_are_declared_in_the_file():
     assert spec.resources == {"cpus_per_trial": 2.0, "gpus_per_trial": 0.25}
     with pytest.raises(Exception, match="resources"):
         parse_spec({"grid": {"alpha": [0.5]}, "resources": {"memory": 2}}, "x")
+
+
+@needs_ray
+@pytest.mark.slow
+def test_the_python_api_returns_the_sweep_as_a_dataframe(local_sweep, shared_data):
+    """`kdlab.sweep` over finished points: the same rows as results.csv, nothing rerun."""
+    import kdlab
+
+    args, out = local_sweep
+    frame = kdlab.sweep(args[1], out=out, data_dir=shared_data, epochs=1, subset=2000, seeds=2)
+    rows = _rows(out)
+    assert len(frame) == len(rows) == 8
+    assert list(frame["point"]) == [r["point"] for r in rows]
+    assert [f"{v:.6g}" for v in frame["kd_omitted_after"]] == [
+        f"{float(r['kd_omitted_after']):.6g}" for r in rows
+    ]

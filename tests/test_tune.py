@@ -53,3 +53,18 @@ def test_tune_finds_and_revalidates_a_configuration(shared_data, tmp_path):
     assert result["comparison"]["seeds"] == [1, 2] and result["comparison"]["n"] == 2
     report = (out / "tune.md").read_text()
     assert "## Winner vs default, re-evaluated on the test set" in report and "Winner minus default" in report
+
+
+@pytest.mark.slow
+def test_the_python_api_returns_the_trials_best_first(shared_data, tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'kdlab[ray]')")
+    import kdlab
+
+    file = tmp_path / "search.toml"
+    file.write_text(SEARCH.replace("num_samples = 3", "num_samples = 2"))
+    out = tmp_path / "out"
+    frame = kdlab.tune(file, out=out, data_dir=shared_data, num_cpus=2, epochs=1, subset=2000, reeval_seeds=1)
+    written = json.loads((out / "tune.json").read_text())
+    assert len(frame) == 2 and {"temperature", "alpha", "val_omitted_after"} <= set(frame.columns)
+    assert list(frame["val_omitted_after"]) == [t["val_omitted_after"] for t in written["trials"]]
+    assert frame["val_omitted_after"].is_monotonic_decreasing
