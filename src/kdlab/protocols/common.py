@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from kdlab import KdlabError
 from kdlab.config import RunOptions
+from kdlab.data import Dataset
 from kdlab.io import atomic_write_json, package_versions
 from kdlab.models import StackedModule, from_states
 from kdlab.training.engine import TrainSpec, steps_per_epoch, train_group
@@ -35,8 +36,11 @@ def setup_torch(opts: RunOptions) -> torch.device:
     return torch.device(opts.device)
 
 
-def prepare_out(out: Path, protocol: str, dataset: str) -> None:
-    """Claim `out` for this experiment; refuse a folder holding anything else."""
+def prepare_out(out: Path, protocol: str, settings: dict) -> None:
+    """Claim `out` for this experiment and these settings (the experiment's config and the
+    device kind: what its results depend on). A folder holding another experiment's, or other
+    settings', results is refused before anything is written: results are never replaced by
+    those of another configuration. The same settings may rerun into it (a resume)."""
     marker = out / MARKER
     if out.exists() and not out.is_dir():
         raise KdlabError(f"output path {out} is a file, not a folder")
@@ -47,12 +51,34 @@ def prepare_out(out: Path, protocol: str, dataset: str) -> None:
             raise KdlabError(
                 f"output folder {out} holds files that are not a kdlab run; choose another --out"
             ) from None
-        if owner.get("protocol") != protocol or owner.get("dataset") != dataset:
+        old = owner.get("settings")
+        dataset = (old or owner).get("dataset")
+        if owner.get("protocol") != protocol or dataset != settings.get("dataset"):
             raise KdlabError(
                 f"output folder {out} holds results of another experiment "
-                f"({owner.get('protocol')} on {owner.get('dataset')}); choose another --out"
+                f"({owner.get('protocol')} on {dataset}); choose another --out"
             )
-    atomic_write_json(marker, {"protocol": protocol, "dataset": dataset})
+        if not isinstance(old, dict):
+            raise KdlabError(
+                f"output folder {out} holds a run whose settings were not recorded; choose another --out"
+            )
+        changed = [
+            f"{name.replace('_', '-')} {_text(old.get(name))} → {_text(settings.get(name))}"
+            for name in sorted(set(old) | set(settings))
+            if old.get(name) != settings.get(name)
+        ]
+        if changed:
+            raise KdlabError(
+                f"output folder {out} holds the results of other settings ({'; '.join(changed)}); "
+                "choose another --out (and --models-dir to share the trained models)"
+            )
+    atomic_write_json(marker, {"protocol": protocol, "settings": settings})
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return "unset"
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def derive_seed(seed: int, role: str) -> int:
@@ -75,6 +101,24 @@ class ModelJob:
         if spec["arch"] == "mlp":  # the first family: its keys predate the field
             del spec["arch"]
         return model_key({"spec": spec, **self.identity, "engine": ENGINE_VERSION})
+
+
+def data_identity(data: Dataset, device: torch.device) -> dict:
+    """What every model's weights depend on besides its `TrainSpec`: the raw files' hashes, the
+    normalisation applied to them, and the device kind (CPU and CUDA draw different random
+    streams from one seed)."""
+    return {
+        "data_sha256": data.hashes,
+        "mean": list(data.spec.mean),
+        "std": list(data.spec.std),
+        "device": device.type,
+    }
+
+
+def taught_by(identity: dict, teacher: TrainedModel) -> dict:
+    """A distilled student's identity: its teacher is the teacher's exact weights (their hash),
+    not the recipe that trained them."""
+    return {**identity, "teacher": teacher.record["weights_sha256"]}
 
 
 @dataclass
@@ -175,10 +219,17 @@ def train_or_load(
                 "transfer_size": len(transfer),
                 "device": str(x.device),
             }
-            state = model.state_of(k)
-            folder = store.save(job.name, job.key, state, record)
+            saved = store.save(job.name, job.key, model.state_of(k), record)
             trained.append(
-                TrainedModel(job.name, job.spec.arch, job.spec.sizes, state, record, False, folder)
+                TrainedModel(
+                    job.name,
+                    job.spec.arch,
+                    job.spec.sizes,
+                    saved.state,
+                    saved.record,
+                    False,
+                    store.folder(job.name, job.key),
+                )
             )
         if not opts.quiet:
             print(f"trained {label} in {wall:.1f} s")

@@ -27,7 +27,7 @@ from kdlab.sweep import require_ray
 from kdlab.sweep.metrics import per_seed_metrics
 from kdlab.sweep.options import RayOptions, trial_options
 from kdlab.sweep.plots import sweep_figures
-from kdlab.sweep.spec import PROTOCOLS, Point, SweepSpec
+from kdlab.sweep.spec import PROTOCOLS, Point, SweepSpec, point_id
 from kdlab.sweep.table import summary_markdown, table_rows, write_table
 
 # The settings a teacher's weights depend on (see `open_study`): points that agree on them
@@ -151,9 +151,12 @@ def train_teachers(ray, protocol: str, configs: list, shared, ray_opts, out: Pat
     for config in configs:
         teachers.setdefault(stable_hash({k: getattr(config, k) for k in TEACHER_FIELDS})[:12], config)
     task = remote(ray, train_teacher, ray_opts)
+    # each in a folder of its own settings: a later sweep's teacher task never meets a folder
+    # claimed by other settings
+    folders = [out / "teachers" / point_id(config) for config in teachers.values()]
     refs = [
-        task.remote(protocol, config, trial_options(shared, ray_opts, out / "teachers" / tid, models))
-        for tid, config in teachers.items()
+        task.remote(protocol, config, trial_options(shared, ray_opts, folder, models))
+        for config, folder in zip(teachers.values(), folders)
     ]
     start = time.perf_counter()
     ray.get(refs)
