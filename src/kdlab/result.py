@@ -90,11 +90,11 @@ class Result:
     def save(self, out: str | Path) -> Path:
         """Write what `kdlab run` writes into `out`: the text files, figures/ and results.json.
         A folder holding another experiment's results is refused (nothing is overwritten)."""
-        from kdlab.protocols.common import prepare_out
+        from kdlab.protocols.common import claimed_settings, prepare_out
         from kdlab.reporting.figures import save_figure
 
         out = Path(out)
-        prepare_out(out, self.protocol, self.data["config"])
+        prepare_out(out, self.protocol, claimed_settings(self.data))
         for name, text in self.rendering.texts.items():
             atomic_write_text(out / name, text)
         for name, fig in self.figures.items():

@@ -29,11 +29,16 @@ def setup_torch(opts: RunOptions) -> torch.device:
     """Threads set to the cores we may use; the device asked for (cuda when present on auto)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     torch.set_num_threads(opts.threads or cores or 1)
-    if opts.device == "auto":
+    return device_of(opts.device)
+
+
+def device_of(name: str) -> torch.device:
+    """The device a `--device` value asks for: cuda when present on auto."""
+    if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if opts.device.startswith("cuda") and not torch.cuda.is_available():
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise KdlabError("--device cuda asked for, but torch sees no CUDA device")
-    return torch.device(opts.device)
+    return torch.device(name)
 
 
 def models_dir(opts: RunOptions) -> Path:
@@ -44,9 +49,11 @@ def models_dir(opts: RunOptions) -> Path:
     return opts.models_dir or cache_dir() / "models"
 
 
-def prepare_out(out: Path, protocol: str, config: dict) -> None:
-    """Claim `out` for this experiment; refuse a folder holding anything else."""
-    dataset = config["dataset"]
+def prepare_out(out: Path, protocol: str, settings: dict) -> None:
+    """Claim `out` for this experiment and these settings (the experiment's config and the
+    device kind: what its results depend on). A folder holding another experiment's, or other
+    settings', results is refused before anything is written: results are never replaced by
+    those of another configuration. The same settings may rerun into it (a resume)."""
     marker = out / MARKER
     if out.exists() and not out.is_dir():
         raise KdlabError(f"output path {out} is a file, not a folder")
@@ -57,12 +64,39 @@ def prepare_out(out: Path, protocol: str, config: dict) -> None:
             raise KdlabError(
                 f"output folder {out} holds files that are not a kdlab run; choose another --out"
             ) from None
-        if owner.get("protocol") != protocol or owner.get("dataset") != dataset:
+        old = owner.get("settings")
+        dataset = (old or owner).get("dataset")
+        if owner.get("protocol") != protocol or dataset != settings.get("dataset"):
             raise KdlabError(
                 f"output folder {out} holds results of another experiment "
-                f"({owner.get('protocol')} on {owner.get('dataset')}); choose another --out"
+                f"({owner.get('protocol')} on {dataset}); choose another --out"
             )
-    atomic_write_json(marker, {"protocol": protocol, "dataset": dataset})
+        if not isinstance(old, dict):
+            raise KdlabError(
+                f"output folder {out} holds a run whose settings were not recorded; choose another --out"
+            )
+        changed = [
+            f"{name.replace('_', '-')} {_text(old.get(name))} → {_text(settings.get(name))}"
+            for name in sorted(set(old) | set(settings))
+            if old.get(name) != settings.get(name)
+        ]
+        if changed:
+            raise KdlabError(
+                f"output folder {out} holds the results of other settings ({'; '.join(changed)}); "
+                "choose another --out (and --models-dir to share the trained models)"
+            )
+    atomic_write_json(marker, {"protocol": protocol, "settings": settings})
+
+
+def claimed_settings(provenance: dict) -> dict:
+    """What an output folder's results depend on: the experiment's config and the device kind."""
+    return {**provenance["config"], "device": provenance["device"]}
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return "unset"
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def derive_seed(seed: int, role: str) -> int:
@@ -85,6 +119,24 @@ class ModelJob:
         if spec["arch"] == "mlp":  # the first family: its keys predate the field
             del spec["arch"]
         return model_key({"spec": spec, **self.identity, "engine": ENGINE_VERSION})
+
+
+def data_identity(data: Dataset, device: torch.device) -> dict:
+    """What every model's weights depend on besides its `TrainSpec`: the raw files' hashes, the
+    normalisation applied to them, and the device kind (CPU and CUDA draw different random
+    streams from one seed)."""
+    return {
+        "data_sha256": data.hashes,
+        "mean": list(data.spec.mean),
+        "std": list(data.spec.std),
+        "device": device.type,
+    }
+
+
+def taught_by(identity: dict, teacher: TrainedModel) -> dict:
+    """A distilled student's identity: its teacher is the teacher's exact weights (their hash),
+    not the recipe that trained them."""
+    return {**identity, "teacher": teacher.record["weights_sha256"]}
 
 
 @dataclass
@@ -186,10 +238,17 @@ def train_or_load(
                 "transfer_size": len(transfer),
                 "device": str(x.device),
             }
-            state = model.state_of(k)
-            folder = store.save(job.name, job.key, state, record)
+            saved = store.save(job.name, job.key, model.state_of(k), record)
             trained.append(
-                TrainedModel(job.name, job.spec.arch, job.spec.sizes, state, record, False, folder)
+                TrainedModel(
+                    job.name,
+                    job.spec.arch,
+                    job.spec.sizes,
+                    saved.state,
+                    saved.record,
+                    False,
+                    store.folder(job.name, job.key),
+                )
             )
         if not opts.quiet:
             print(f"trained {label} in {wall:.1f} s")
@@ -277,9 +336,9 @@ class Lab:
     def claim(self, protocol: str, config: dict) -> None:
         """Fix the settings every record carries and claim the output folder (when there is one)
         before any training, so that a wrong folder costs nothing."""
+        self.provenance = {**provenance(config, self.data.hashes), "device": self.device.type}
         if self.opts.out is not None:
-            prepare_out(self.opts.out, protocol, config)
-        self.provenance = provenance(config, self.data.hashes)
+            prepare_out(self.opts.out, protocol, claimed_settings(self.provenance))
 
     def train(
         self,

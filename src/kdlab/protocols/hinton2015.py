@@ -16,8 +16,8 @@ import torch
 
 from kdlab import KdlabError
 from kdlab.calibration import accuracy_at, best_shift, prior_matching_shift
-from kdlab.config import RunOptions, option, to_dict
-from kdlab.protocols.common import ModelJob, Stage, derive_seed, open_lab
+from kdlab.config import RunOptions, check_fields, option, to_dict
+from kdlab.protocols.common import ModelJob, Stage, data_identity, derive_seed, open_lab, taught_by
 from kdlab.protocols.study import evaluation
 from kdlab.reporting.hinton2015 import write_hinton2015_outputs
 from kdlab.result import Result
@@ -45,73 +45,54 @@ BUDGETS = {
 class Hinton2015Config:
     """Settings of the reproduction; the defaults are the paper's where it gives them."""
 
-    budget: str = option("full", "full: the real thing; quick: a minutes-long smoke version")
+    budget: str = option(
+        "full", "full: the real thing; quick: a minutes-long smoke version", choices=tuple(BUDGETS)
+    )
     dataset: str = option("mnist", "data set (the paper's numbers are for mnist)")
     seed: int = option(0, "seed of every model")
-    batch_size: int = option(256, "mini-batch size of every model")
-    teacher_hidden: tuple[int, ...] = option((1200, 1200), "hidden layer widths of the teacher")
-    teacher_dropout: float = option(0.5, "teacher: dropout on the hidden units")
-    input_dropout: float = option(0.2, "teacher: dropout on the input pixels")
-    max_norm: float = option(3.5, "teacher: max L2 norm of each unit's incoming weights (0: none)")
-    jitter: int = option(2, "teacher: random translation of its training images by up to N pixels")
-    teacher_optimizer: str = option("adam", f"teacher optimiser: {', '.join(OPTIMIZERS)}")
-    teacher_lr: float = option(1e-3, "teacher learning rate")
-    momentum: float = option(0.9, "momentum of sgd (teacher or students)")
-    schedule: str = option("cosine", f"learning-rate schedule of every model: {', '.join(SCHEDULES)}")
-    student_hidden: tuple[int, ...] = option((800, 800), "hidden layer widths of the paper's students")
-    student_optimizer: str = option("adam", f"student optimiser: {', '.join(OPTIMIZERS)}")
-    student_lr: float = option(1e-3, "student learning rate")
-    temperature: float = option(20.0, "distillation temperature of the 800-800 students")
+    batch_size: int = option(256, "mini-batch size of every model", ge=1)
+    teacher_hidden: tuple[int, ...] = option((1200, 1200), "hidden layer widths of the teacher", ge=1)
+    teacher_dropout: float = option(0.5, "teacher: dropout on the hidden units", ge=0, lt=1)
+    input_dropout: float = option(0.2, "teacher: dropout on the input pixels", ge=0, lt=1)
+    max_norm: float = option(3.5, "teacher: max L2 norm of each unit's incoming weights (0: none)", ge=0)
+    jitter: int = option(2, "teacher: random translation of its training images by up to N pixels", ge=0)
+    teacher_optimizer: str = option("adam", f"teacher optimiser: {', '.join(OPTIMIZERS)}", choices=OPTIMIZERS)
+    teacher_lr: float = option(1e-3, "teacher learning rate", gt=0)
+    momentum: float = option(0.9, "momentum of sgd (teacher or students)", ge=0, lt=1)
+    schedule: str = option(
+        "cosine", f"learning-rate schedule of every model: {', '.join(SCHEDULES)}", choices=SCHEDULES
+    )
+    student_hidden: tuple[int, ...] = option((800, 800), "hidden layer widths of the paper's students", ge=1)
+    student_optimizer: str = option("adam", f"student optimiser: {', '.join(OPTIMIZERS)}", choices=OPTIMIZERS)
+    student_lr: float = option(1e-3, "student learning rate", gt=0)
+    temperature: float = option(20.0, "distillation temperature of the 800-800 students", gt=0)
     alpha: float = option(
-        1.0, "weight of the soft targets; 1 - alpha weighs the hard labels (1: soft targets only)"
+        1.0,
+        "weight of the soft targets; 1 - alpha weighs the hard labels (1: soft targets only)",
+        gt=0,
+        le=1,
     )
     t2: bool = option(True, "multiply the soft-target term by T^2, as the paper does")
     jitter_transfer: bool = option(
         False, "jitter the students' transfer set too (the teacher then sees every jittered batch)"
     )
     sweep_temperatures: tuple[float, ...] = option(
-        (1.0, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0, 12.0, 20.0, 30.0), "temperatures of the T-sweep"
+        (1.0, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0, 12.0, 20.0, 30.0),
+        "temperatures of the T-sweep",
+        gt=0,
+        min_len=2,
+        unique=True,
     )
-    sweep_widths: tuple[int, ...] = option((300, 30), "hidden widths (both layers) of the T-sweep students")
-    teacher_epochs: int = option(0, "teacher epochs (0: the budget's)")
-    student_epochs: int = option(0, "epochs of the 800-800 students (0: the budget's)")
-    sweep_epochs: int = option(0, "epochs of the T-sweep students (0: the budget's)")
-    subset: int = option(-1, "train on only the first N training images (0: all; -1: the budget's)")
+    sweep_widths: tuple[int, ...] = option(
+        (300, 30), "hidden widths (both layers) of the T-sweep students", ge=1, min_len=1, unique=True
+    )
+    teacher_epochs: int = option(0, "teacher epochs (0: the budget's)", ge=0)
+    student_epochs: int = option(0, "epochs of the 800-800 students (0: the budget's)", ge=0)
+    sweep_epochs: int = option(0, "epochs of the T-sweep students (0: the budget's)", ge=0)
+    subset: int = option(-1, "train on only the first N training images (0: all; -1: the budget's)", ge=-1)
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.budget in BUDGETS, f"budget must be one of {', '.join(BUDGETS)}, not {self.budget!r}"),
-            (self.batch_size >= 1, f"batch size must be >= 1, not {self.batch_size}"),
-            (0 <= self.teacher_dropout < 1, f"teacher dropout must be in [0, 1), not {self.teacher_dropout}"),
-            (0 <= self.input_dropout < 1, f"input dropout must be in [0, 1), not {self.input_dropout}"),
-            (self.max_norm >= 0, f"max norm must be >= 0, not {self.max_norm}"),
-            (self.jitter >= 0, f"jitter must be >= 0 pixels, not {self.jitter}"),
-            (0 <= self.momentum < 1, f"momentum must be in [0, 1), not {self.momentum}"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
-            (self.temperature > 0, f"temperature must be > 0, not {self.temperature}"),
-            (0 < self.alpha <= 1, f"alpha must be in (0, 1], not {self.alpha}"),
-            (self.teacher_lr > 0 and self.student_lr > 0, "learning rates must be > 0"),
-            (len(self.sweep_temperatures) >= 2, "the T-sweep needs at least two temperatures"),
-            (all(t > 0 for t in self.sweep_temperatures), "sweep temperatures must be > 0"),
-            (len(self.sweep_widths) >= 1, "the T-sweep needs at least one width"),
-            (len(set(self.sweep_widths)) == len(self.sweep_widths), "sweep widths must not repeat"),
-            (
-                len(set(self.sweep_temperatures)) == len(self.sweep_temperatures),
-                "sweep temperatures must not repeat",
-            ),
-            (
-                all(w >= 1 for w in self.teacher_hidden + self.student_hidden + self.sweep_widths),
-                "hidden layer widths must be >= 1",
-            ),
-            (min(self.teacher_epochs, self.student_epochs, self.sweep_epochs) >= 0, "epochs must be >= 0"),
-            (self.subset >= -1, f"subset must be >= 0 (or -1: the budget's), not {self.subset}"),
-        ]
-        for name in ("teacher_optimizer", "student_optimizer"):
-            value = getattr(self, name)
-            checks.append((value in OPTIMIZERS, f"{name.replace('_', ' ')} must be one of {OPTIMIZERS}"))
-        for ok, message in checks:
-            if not ok:
-                raise KdlabError(message)
+        check_fields(self)
 
     def resolved(self, name: str) -> int:
         """An epoch count or the subset: the value given, else the budget's."""
@@ -132,7 +113,7 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
     lab.claim(NAME, to_dict(config))
     rows = torch.arange(subset or len(x), device=lab.device)
     num_classes = len(data.classes)
-    rows_id = {"data_sha256": data.hashes, "subset": subset}
+    rows_id = {**data_identity(data, lab.device), "subset": subset}
 
     def spec(hidden, alpha, temperature, epochs, role, **regularisers) -> TrainSpec:
         return make_spec(config, data, hidden, alpha, temperature, epochs, role, **regularisers)
@@ -140,7 +121,7 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
     def job(name: str, train_spec: TrainSpec, transfer_name: str, distils: bool) -> ModelJob:
         identity = {"rows": rows_id, "transfer": transfer_name, "monitor": "test set"}
         return ModelJob(
-            name, train_spec, identity | ({"teacher": teacher_key} if distils else {}), config.seed
+            name, train_spec, taught_by(identity, teacher.model) if distils else identity, config.seed
         )
 
     # The teacher: every regulariser the paper names
@@ -157,9 +138,7 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
         optimizer=config.teacher_optimizer,
         lr=config.teacher_lr,
     )
-    teacher_job = job("Teacher", teacher_spec, "all", False)
-    teacher_key = teacher_job.key
-    teacher = lab.teacher(teacher_job, rows)
+    teacher = lab.teacher(job("Teacher", teacher_spec, "all", False), rows)
     stages = {"teacher": teacher.stage}
     _report_stage("teacher", stages["teacher"], opts)
 

@@ -26,12 +26,9 @@ NAME = "mythical-digit"
 class MythicalDigitConfig(StudyConfig):
     """Settings of the mythical-digit experiment; the defaults are the published protocol."""
 
-    omit: tuple[str, ...] = option(("3",), "classes (indices or names) left out of the transfer set")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if len(self.omit) < 1:
-            raise KdlabError("omit needs at least one class")
+    omit: tuple[str, ...] = option(
+        ("3",), "classes (indices or names) left out of the transfer set", min_len=1
+    )
 
     def check_classes(self, classes: tuple[str, ...]) -> None:
         if len(set(self.omit)) == len(classes):

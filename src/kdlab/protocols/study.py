@@ -9,11 +9,20 @@ import torch
 
 from kdlab import KdlabError
 from kdlab.calibration import STRATEGIES, accuracy_at, choose_shift
-from kdlab.config import RunOptions, option, to_dict
+from kdlab.config import RunOptions, check_fields, option, to_dict
 from kdlab.data import Dataset
 from kdlab.models import FAMILIES
 from kdlab.models.cnn import CIFAR10_STUDENT, CIFAR10_TEACHER
-from kdlab.protocols.common import Lab, ModelJob, Teacher, TrainedModel, derive_seed, open_lab
+from kdlab.protocols.common import (
+    Lab,
+    ModelJob,
+    Teacher,
+    TrainedModel,
+    data_identity,
+    derive_seed,
+    open_lab,
+    taught_by,
+)
 from kdlab.training.engine import TrainSpec, score
 
 # (teacher, student) widths of each family: the paper's MLPs, and the CNNs sized for CIFAR-10
@@ -28,27 +37,35 @@ class StudyConfig:
     """Settings of a teacher and its students; the defaults are the published protocol."""
 
     dataset: str = option("mnist", "data set")
-    epochs: int = option(10, "training epochs of the teacher and of every student")
+    epochs: int = option(10, "training epochs of the teacher and of every student", ge=1)
     seed: int = option(0, "seed of the teacher and of the first student seed")
-    seeds: tuple[int, ...] = option(
-        (1,), "students per column: a count N (seeds seed..seed+N-1) or an explicit list of seeds"
+    seeds: int = option(1, "students per column, with seeds seed..seed+N-1", ge=1)
+    seed_list: tuple[int, ...] = option(
+        (), "students per column given as an explicit list of seeds (instead of --seeds)", unique=True
     )
-    batch_size: int = option(256, "mini-batch size of every model (chosen by measurement: see README)")
-    temperature: float = option(4.0, "distillation temperature T")
-    alpha: float = option(0.9, "weight of the soft-target term; 1 - alpha weighs the hard labels")
-    lr: float = option(1e-3, "Adam learning rate")
-    dropout: float = option(0.5, "dropout after each hidden layer, teacher and students")
+    batch_size: int = option(256, "mini-batch size of every model (chosen by measurement: see README)", ge=1)
+    temperature: float = option(4.0, "distillation temperature T", gt=0)
+    alpha: float = option(0.9, "weight of the soft-target term; 1 - alpha weighs the hard labels", ge=0, le=1)
+    lr: float = option(1e-3, "Adam learning rate", gt=0)
+    dropout: float = option(0.5, "dropout after each hidden layer, teacher and students", ge=0, lt=1)
     student_dropout: float | None = option(
-        None, "the students' dropout, if not --dropout (the teacher keeps it)"
+        None, "the students' dropout, if not --dropout (the teacher keeps it)", ge=0, lt=1
     )
     t2: bool = option(True, "scale the soft-target term by T^2, as the paper does")
-    arch: str = option("auto", "model family: mlp, cnn, or auto (cnn for colour images, mlp otherwise)")
+    arch: str = option(
+        "auto",
+        "model family: mlp, cnn, or auto (cnn for colour images, mlp otherwise)",
+        choices=("auto", *FAMILIES),
+    )
     teacher_hidden: tuple[int, ...] = option(
         (),
         "teacher widths: hidden layers (mlp) or conv stages (cnn); default 1200 1200 (mlp), 32 64 128 (cnn)",
+        ge=1,
     )
     student_hidden: tuple[int, ...] = option(
-        (), "student widths: hidden layers (mlp) or conv stages (cnn); default 300 300 (mlp), 8 16 32 (cnn)"
+        (),
+        "student widths: hidden layers (mlp) or conv stages (cnn); default 300 300 (mlp), 8 16 32 (cnn)",
+        ge=1,
     )
     bias: float = option(
         3.5, "the shift of the `fixed` calibration: added to the omitted classes' output bias"
@@ -57,57 +74,26 @@ class StudyConfig:
         ("fixed",),
         "how to choose the omitted classes' bias shift, one or more of: fixed, oracle-test, "
         "validation, prior-matching; the first sets the +B numbers",
+        choices=STRATEGIES,
+        min_len=1,
     )
     val_size: int = option(
         0,
         "training images held out as a validation split for the curves and for `validation` "
         "calibration (0: curves monitor the test set, which is never used for any choice)",
+        ge=0,
     )
-    subset: int = option(0, "train on only the first N training images (0: all); for smoke tests")
+    subset: int = option(0, "train on only the first N training images (0: all); for smoke tests", ge=0)
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.epochs >= 1, f"epochs must be >= 1, not {self.epochs}"),
-            (self.temperature > 0, f"temperature must be > 0, not {self.temperature}"),
-            (0.0 <= self.alpha <= 1.0, f"alpha must be in [0, 1], not {self.alpha}"),
-            (self.lr > 0, f"lr must be > 0, not {self.lr}"),
-            (0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), not {self.dropout}"),
-            (
-                self.student_dropout is None or 0.0 <= self.student_dropout < 1.0,
-                f"student dropout must be in [0, 1), not {self.student_dropout}",
-            ),
-            (len(self.seeds) >= 1, "seeds needs a count or a list"),
-            (len(self.seeds) > 1 or self.seeds[0] >= 1, f"seeds must be >= 1, not {self.seeds[0]}"),
-            (len(set(self.seeds)) == len(self.seeds), "seeds must not repeat"),
-            (self.batch_size >= 1, f"batch size must be >= 1, not {self.batch_size}"),
-            (self.val_size >= 0, f"val size must be >= 0, not {self.val_size}"),
-            (self.subset >= 0, f"subset must be >= 0, not {self.subset}"),
-            (
-                all(w >= 1 for w in self.teacher_hidden + self.student_hidden),
-                "hidden layer widths must be >= 1",
-            ),
-            (len(self.calibration) >= 1, "calibration needs at least one strategy"),
-            (
-                self.arch in ("auto", *FAMILIES),
-                f"arch must be auto, {', '.join(FAMILIES)}, not {self.arch!r}",
-            ),
-        ]
-        for strategy in self.calibration:
-            checks.append(
-                (
-                    strategy in STRATEGIES,
-                    f"unknown calibration {strategy!r}; choose from {', '.join(STRATEGIES)}",
-                )
+        check_fields(self)
+        if self.seed_list and self.seeds not in (1, len(self.seed_list)):
+            raise KdlabError(
+                f"--seeds {self.seeds} and --seed-list {' '.join(map(str, self.seed_list))} disagree: "
+                "give a count (--seeds) or a list (--seed-list)"
             )
-        checks.append(
-            (
-                "validation" not in self.calibration or self.val_size > 0,
-                "validation calibration needs a validation split: set --val-size > 0",
-            )
-        )
-        for ok, message in checks:
-            if not ok:
-                raise KdlabError(message)
+        if "validation" in self.calibration and self.val_size <= 0:
+            raise KdlabError("validation calibration needs a validation split: set --val-size > 0")
 
     def check_classes(self, classes: tuple[str, ...]) -> None:
         """Checks that need the data set's classes; run before anything is written."""
@@ -125,9 +111,8 @@ class StudyConfig:
         )
 
     def student_seeds(self) -> list[int]:
-        if len(self.seeds) == 1:
-            return [self.seed + i for i in range(self.seeds[0])]
-        return list(self.seeds)
+        """The students' seeds: the explicit --seed-list, else --seeds of them from --seed on."""
+        return list(self.seed_list) or [self.seed + i for i in range(self.seeds)]
 
 
 def resolve_classes(names: tuple[str, ...], classes: tuple[str, ...]) -> tuple[int, ...]:
@@ -270,9 +255,7 @@ class Study:
         hidden, alpha = self.config.student_hidden, self.config.alpha
         jobs = [ModelJob(names[0], self.spec(hidden, 0.0, "student", s), identity, s) for s in seeds]
         jobs += [
-            ModelJob(
-                names[1], self.spec(hidden, alpha, "student", s), {**identity, "teacher": self.teacher_key}, s
-            )
+            ModelJob(names[1], self.spec(hidden, alpha, "student", s), taught_by(identity, self.teacher), s)
             for s in seeds
         ]
         models = self.lab.train(jobs, transfer, (x_mon, y_mon), self.tutor).models
@@ -345,17 +328,17 @@ def open_study(
     lab.claim(protocol, to_dict(config))
     rows = rows.to(lab.device)
     val = None if val_rows is None else (lab.x[val_rows.to(lab.device)], lab.y[val_rows.to(lab.device)])
-    job = teacher_job(config, lab.data)
+    job = teacher_job(config, lab.data, lab.device)
     monitor_name = job.identity["monitor"]
     return Study(config, lab, rows, val, monitor_name, job.identity["rows"], lab.teacher(job, rows, val))
 
 
-def teacher_job(config: StudyConfig, data: Dataset) -> ModelJob:
+def teacher_job(config: StudyConfig, data: Dataset, device: torch.device) -> ModelJob:
     """The teacher that settings (made explicit for the data: `for_data`) ask for. Its key is
     its identity everywhere: in the model store, and for sweeps that train each distinct teacher
     once."""
     rows_id = {
-        "data_sha256": data.hashes,
+        **data_identity(data, device),
         "val_size": config.val_size,
         "subset": config.subset,
         "split_seed": config.seed,

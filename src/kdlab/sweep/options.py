@@ -13,8 +13,7 @@ from dataclasses import dataclass, make_dataclass
 from pathlib import Path
 from typing import Any
 
-from kdlab import KdlabError
-from kdlab.config import RunOptions, option
+from kdlab.config import RunOptions, check_fields, option
 from kdlab.protocols.study import StudyConfig
 
 BUDGET_FIELDS = ("epochs", "seeds", "subset")
@@ -40,7 +39,10 @@ Budget = make_dataclass(
     "Budget",
     copy_fields(StudyConfig, BUDGET_FIELDS, unset=True),
     frozen=True,
-    namespace={"__doc__": "Overrides of every point's budget, to smoke-test a sweep quickly."},
+    namespace={
+        "__doc__": "Overrides of every point's budget, to smoke-test a sweep quickly.",
+        "__post_init__": check_fields,
+    },
 )
 
 
@@ -56,28 +58,23 @@ class RayOptions:
         None, "address of a running Ray cluster (host:port, or 'auto'); default: start Ray on this machine"
     )
     out: Path | None = option(None, "output folder of the sweep (default: runs/sweeps/<name>)")
-    num_cpus: int = option(0, "CPUs of the Ray instance started on this machine (0: all)")
-    cpus_per_trial: float = option(1.0, "CPUs reserved by each trial (and its torch threads)")
-    gpus_per_trial: float = option(0.0, "GPU (fraction) reserved by each trial when GPUs are present")
-    max_retries: int = option(3, "times a trial whose worker died is run again")
+    num_cpus: int = option(0, "CPUs of the Ray instance started on this machine (0: all)", ge=0)
+    cpus_per_trial: float = option(1.0, "CPUs reserved by each trial (and its torch threads)", gt=0)
+    gpus_per_trial: float = option(0.0, "GPU (fraction) reserved by each trial when GPUs are present", ge=0)
+    max_retries: int = option(3, "times a trial whose worker died is run again", ge=0)
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.num_cpus >= 0, f"--num-cpus must be >= 0, not {self.num_cpus}"),
-            (self.cpus_per_trial > 0, f"--cpus-per-trial must be > 0, not {self.cpus_per_trial}"),
-            (self.gpus_per_trial >= 0, f"--gpus-per-trial must be >= 0, not {self.gpus_per_trial}"),
-            (self.max_retries >= 0, f"--max-retries must be >= 0, not {self.max_retries}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise KdlabError(message)
+        check_fields(self)
 
 
 SharedRunOptions = make_dataclass(
     "SharedRunOptions",
     copy_fields(RunOptions, SHARED_RUN_FIELDS, unset=False),
     frozen=True,
-    namespace={"__doc__": "The run options every trial of a sweep shares (see `kdlab run`)."},
+    namespace={
+        "__doc__": "The run options every trial of a sweep shares (see `kdlab run`).",
+        "__post_init__": RunOptions.__post_init__,
+    },
 )
 
 

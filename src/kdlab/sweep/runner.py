@@ -23,12 +23,13 @@ from kdlab import KdlabError
 from kdlab.config import RunOptions, to_dict
 from kdlab.data import load_dataset
 from kdlab.io import atomic_write_json, atomic_write_text
+from kdlab.protocols.common import device_of
 from kdlab.protocols.study import open_study, teacher_job
 from kdlab.sweep import require_ray
 from kdlab.sweep.metrics import per_seed_metrics
 from kdlab.sweep.options import RayOptions, trial_options
 from kdlab.sweep.plots import sweep_figures
-from kdlab.sweep.spec import PROTOCOLS, Point, SweepSpec
+from kdlab.sweep.spec import PROTOCOLS, Point, SweepSpec, point_id
 from kdlab.sweep.table import summary_markdown, table_rows, write_table
 
 # The settings a teacher's weights depend on (see `open_study`): points that agree on them
@@ -143,12 +144,16 @@ def train_teachers(ray, protocol: str, configs: list, shared, ray_opts, out: Pat
     for config in configs:
         if config.dataset not in data:
             data[config.dataset] = load_dataset(config.dataset, shared.data_dir, shared.download, quiet=True)
-        key = teacher_job(config.for_data(data[config.dataset].image_shape), data[config.dataset]).key
+        explicit = config.for_data(data[config.dataset].image_shape)
+        key = teacher_job(explicit, data[config.dataset], device_of(shared.device)).key
         teachers.setdefault(key, config)
     task = remote(ray, train_teacher, ray_opts)
+    # each in a folder of its own settings: a later sweep's teacher task never meets a folder
+    # claimed by other settings
+    folders = [out / "teachers" / point_id(config) for config in teachers.values()]
     refs = [
-        task.remote(protocol, config, trial_options(shared, ray_opts, out / "teachers" / tid, models))
-        for tid, config in teachers.items()
+        task.remote(protocol, config, trial_options(shared, ray_opts, folder, models))
+        for config, folder in zip(teachers.values(), folders)
     ]
     start = time.perf_counter()
     ray.get(refs)

@@ -5,7 +5,7 @@ name = "t-alpha"                  # optional; default: the file name
 protocol = "mythical-digit"
 metrics = ["kd_omitted_after", "kd_omitted_before"]
 [base]                            # settings of every point (any option of the protocol)
-seeds = 2
+seeds = 2                         # or seed_list = [4, 5]
 [grid]                            # every combination of these values is one point
 temperature = [1, 2, 4, 8]
 alpha = [0.5, 0.9]
@@ -33,6 +33,7 @@ from kdlab.config import load_toml, to_dict
 from kdlab.io import stable_hash
 from kdlab.protocols import mythical_digit
 from kdlab.sweep.metrics import METRICS
+from kdlab.sweep.options import RayOptions
 
 PROTOCOLS = {mythical_digit.NAME: (mythical_digit.MythicalDigitConfig, mythical_digit.run)}
 TOP_KEYS = {"name", "protocol", "metrics", "base", "grid", "points", "resources", "description"}
@@ -60,16 +61,14 @@ def load_file(path: Path) -> dict[str, Any]:
 
 
 def make_config(cls: type, values: dict[str, Any]) -> Any:
-    """The protocol's config from plain values (lists become tuples), validated by it."""
+    """The protocol's config from plain values, checked and converted by it."""
     names = {f.name for f in dataclasses.fields(cls)}
     converted = {}
     for key, value in values.items():
         name = key.replace("-", "_")
         if name not in names:
             raise KdlabError(f"unknown parameter {key!r} for {cls.__name__}")
-        converted[name] = tuple(value) if isinstance(value, list) else value
-    if isinstance(converted.get("seeds"), int):
-        converted["seeds"] = (converted["seeds"],)
+        converted[name] = value
     try:
         return cls(**converted)
     except TypeError as e:
@@ -134,10 +133,13 @@ class SweepSpec:
 
 
 def parse_resources(data: Any) -> dict[str, float]:
-    """A file's `[resources]` (cpus, gpus per trial) as `RayOptions` field values."""
+    """A file's `[resources]` (cpus, gpus per trial) as `RayOptions` field values (which
+    `RayOptions` checks)."""
     if not isinstance(data, dict) or set(data) - set(RESOURCES):
         raise KdlabError(f"[resources] takes {' and '.join(RESOURCES)} per trial")
-    return {RESOURCES[k]: float(v) for k, v in data.items()}
+    given = {RESOURCES[k]: v for k, v in data.items()}
+    checked = RayOptions(**given)
+    return {name: getattr(checked, name) for name in given}
 
 
 def parse_spec(data: dict[str, Any], default_name: str) -> SweepSpec:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import time
 from dataclasses import dataclass, make_dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from typing import Any
 import torch
 
 from kdlab import KdlabError
-from kdlab.config import option, to_dict
+from kdlab.config import check_fields, option, to_dict
 from kdlab.io import atomic_write_json, atomic_write_text
 from kdlab.protocols.study import open_study
 from kdlab.reporting.stats import mean_ci, paired
@@ -59,36 +60,27 @@ TOP_KEYS = {"name", "protocol", "base", "space", "tune", "resources", "descripti
 class TuneSettings:
     """How to search: the objective, the budget, the scheduler, the re-validation."""
 
-    objective: str = option("val_omitted_after", "metric to maximise, on the validation split")
-    num_samples: int = option(12, "number of trials (configurations tried)")
-    time_budget_s: float = option(0.0, "stop starting trials after this many seconds (0: no limit)")
-    grace_period: int = option(1, "epochs every trial runs before ASHA may stop it")
-    reduction_factor: int = option(2, "ASHA keeps the best 1/reduction_factor of trials at each rung")
-    reeval_seeds: int = option(3, "seeds the winner and the default are re-evaluated on, on the test set")
+    objective: str = option(
+        "val_omitted_after", "metric to maximise, on the validation split", choices=tuple(OBJECTIVES)
+    )
+    num_samples: int = option(12, "number of trials (configurations tried)", ge=1)
+    time_budget_s: float = option(0.0, "stop starting trials after this many seconds (0: no limit)", ge=0)
+    grace_period: int = option(1, "epochs every trial runs before ASHA may stop it", ge=1)
+    reduction_factor: int = option(2, "ASHA keeps the best 1/reduction_factor of trials at each rung", ge=2)
+    reeval_seeds: int = option(
+        3, "seeds the winner and the default are re-evaluated on, on the test set", ge=1
+    )
     search_seed: int = option(0, "seed of the TPE sampler")
 
     def __post_init__(self) -> None:
-        checks = [
-            (
-                self.objective in OBJECTIVES,
-                f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}",
-            ),
-            (self.num_samples >= 1, f"--num-samples must be >= 1, not {self.num_samples}"),
-            (self.time_budget_s >= 0, f"--time-budget-s must be >= 0, not {self.time_budget_s}"),
-            (self.grace_period >= 1, f"grace_period must be >= 1, not {self.grace_period}"),
-            (self.reduction_factor >= 2, f"reduction_factor must be >= 2, not {self.reduction_factor}"),
-            (self.reeval_seeds >= 1, f"--reeval-seeds must be >= 1, not {self.reeval_seeds}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise KdlabError(message)
+        check_fields(self)
 
 
 TuneBudget = make_dataclass(
     "TuneBudget",
     copy_fields(TuneSettings, ("num_samples", "time_budget_s", "reeval_seeds"), unset=True),
     frozen=True,
-    namespace={"__doc__": "Overrides of the search budget."},
+    namespace={"__doc__": "Overrides of the search budget.", "__post_init__": check_fields},
 )
 
 
@@ -122,6 +114,13 @@ def _check_space(space: Any) -> None:
             raise KdlabError(
                 f"space.{name}.{kind} needs {'a list of values' if kind == 'choice' else '[low, high]'}"
             )
+        if kind == "choice":
+            continue
+        number = int if kind == "int" else (int, float)
+        if not all(isinstance(v, number) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            raise KdlabError(f"space.{name}.{kind} bounds must be finite numbers, not {values}")
+        if not values[0] < values[1] or (kind == "loguniform" and values[0] <= 0):
+            raise KdlabError(f"space.{name}.{kind} needs low < high{' and low > 0' * (kind == 'loguniform')}")
 
 
 def load_tune_spec(path: Path, budget: dict[str, Any], overrides: Any) -> TuneSpec:
@@ -152,16 +151,10 @@ def load_tune_spec(path: Path, budget: dict[str, Any], overrides: Any) -> TuneSp
         raise KdlabError(
             "a search selects on a validation split: set val_size > 0 and calibration = ['validation']"
         )
-    for params in _corners(space):
-        spec.config(params)  # every corner of the space is a valid config
+    for name, dist in space.items():  # the bounds and every choice give a valid config
+        for value in next(iter(dist.values())):
+            spec.config({name: value})
     return spec
-
-
-def _corners(space: dict) -> list[dict]:
-    """The extreme values of every parameter, to validate the space before searching."""
-    low = {k: next(iter(d.values()))[0] for k, d in space.items()}
-    high = {k: next(iter(d.values()))[-1] for k, d in space.items()}
-    return [low, high]
 
 
 def search_space(space: dict) -> tuple[dict, dict[str, dict[str, Any]]]:
@@ -235,9 +228,18 @@ def trial(
     )
 
 
-def reeval_seeds(config: Any, n: int) -> tuple[int, ...]:
-    """Fresh student seeds, not the one the search trained (one seed: the count form)."""
-    return (1,) if n == 1 else tuple(config.seed + 1 + i for i in range(n))
+def reeval_spec(spec: TuneSpec, winner: dict[str, Any], n: int) -> SweepSpec:
+    """The winner and the default as a sweep on `n` fresh student seeds: every trial trained
+    seed `config.seed`, so the re-evaluation starts after it."""
+    seed = spec.config({}).seed
+    return SweepSpec(
+        name=f"{spec.name}-reeval",
+        protocol=spec.protocol,
+        base={**spec.base, "seeds": n, "seed_list": [seed + 1 + i for i in range(n)]},
+        grid={},
+        explicit=[winner, {}],
+        metrics=(OBJECTIVES[spec.settings.objective], "kd_accuracy_after", "kd_omitted_before"),
+    )
 
 
 def run_tune(spec: TuneSpec, shared: Any, ray_opts: RayOptions) -> dict:
@@ -261,15 +263,7 @@ def run_tune(spec: TuneSpec, shared: Any, ray_opts: RayOptions) -> dict:
             f"search: {len(trials)} trial(s) in {search_s:.1f} s; best {settings.objective} "
             f"{winner[settings.objective]:.2f} with {winner['params']}"
         )
-        seeds = reeval_seeds(base, settings.reeval_seeds)
-        check = SweepSpec(
-            name=f"{spec.name}-reeval",
-            protocol=spec.protocol,
-            base={**spec.base, "seeds": list(seeds)},
-            grid={},
-            explicit=[winner["params"], {}],
-            metrics=(OBJECTIVES[settings.objective], "kd_accuracy_after", "kd_omitted_before"),
-        )
+        check = reeval_spec(spec, winner["params"], settings.reeval_seeds)
         reeval_opts = dataclasses.replace(ray_opts, out=out / "reeval")
         run_sweep(check, dataclasses.replace(shared, models_dir=models, quiet=True), reeval_opts)
     finally:

@@ -1,7 +1,8 @@
 """Finished models on disk, content-addressed: a rerun reuses every model whose key it finds.
 
 A model's key hashes everything that determines its weights (architecture, training
-settings, seeds, the data hashes and, for a distilled student, its teacher's key). Each
+settings, seeds, the data hashes and normalisation, the device kind and, for a distilled
+student, its teacher's weights hash). Each
 model is a folder holding `record.json` and `weights.safetensors`, written into a temporary
 folder and renamed into place, so an interrupted run never leaves a half-saved model.
 """
@@ -56,14 +57,16 @@ class ModelStore:
             return None
         return StoredModel(load_file(folder / WEIGHTS), record)
 
-    def save(self, name: str, key: str, state: dict[str, torch.Tensor], record: dict) -> Path:
+    def save(self, name: str, key: str, state: dict[str, torch.Tensor], record: dict) -> StoredModel:
+        """Save the model; what was saved, its record with the weights' hash added."""
         final = self.folder(name, key)
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{final.name}."))
         try:
             save_file({k: v.cpu().contiguous() for k, v in state.items()}, str(tmp / WEIGHTS))
             digest = hashlib.sha256((tmp / WEIGHTS).read_bytes()).hexdigest()
-            atomic_write_json(tmp / RECORD, {**record, "weights_sha256": digest})
+            record = {**record, "weights_sha256": digest}
+            atomic_write_json(tmp / RECORD, record)
             if final.exists():
                 shutil.rmtree(final)
             try:
@@ -75,4 +78,4 @@ class ModelStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return final
+        return StoredModel(state, record)
