@@ -36,6 +36,18 @@ def option(default: Any, help: str, **checks: Any) -> Any:
     return field(default=default, metadata={"help": help, **checks})
 
 
+def same_as(cls: type, name: str, default: Any = dataclasses.MISSING, note: str = "") -> Any:
+    """The setting `name` of settings class `cls` (its help text and checks) for another
+    protocol, with that protocol's default and an optional note on its help: a setting that
+    protocols share is declared once."""
+    (original,) = (f for f in dataclasses.fields(cls) if f.name == name)
+    metadata = dict(original.metadata)
+    if note:
+        metadata["help"] = f"{metadata['help']}; {note}"
+    default = original.default if default is dataclasses.MISSING else default
+    return field(default=default, metadata=metadata)
+
+
 def cli_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 

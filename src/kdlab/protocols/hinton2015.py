@@ -16,9 +16,9 @@ import torch
 
 from kdlab import KdlabError
 from kdlab.calibration import accuracy_at, best_shift, prior_matching_shift
-from kdlab.config import RunOptions, check_fields, option, to_dict
+from kdlab.config import RunOptions, check_fields, option, same_as, to_dict
 from kdlab.protocols.common import ModelJob, Stage, data_identity, derive_seed, open_lab, taught_by
-from kdlab.protocols.study import evaluation
+from kdlab.protocols.study import StudyConfig, evaluation
 from kdlab.reporting.hinton2015 import write_hinton2015_outputs
 from kdlab.result import Result
 from kdlab.training.engine import TrainSpec
@@ -48,10 +48,10 @@ class Hinton2015Config:
     budget: str = option(
         "full", "full: the real thing; quick: a minutes-long smoke version", choices=tuple(BUDGETS)
     )
-    dataset: str = option("mnist", "data set (the paper's numbers are for mnist)")
-    seed: int = option(0, "seed of every model")
-    batch_size: int = option(256, "mini-batch size of every model", ge=1)
-    teacher_hidden: tuple[int, ...] = option((1200, 1200), "hidden layer widths of the teacher", ge=1)
+    dataset: str = same_as(StudyConfig, "dataset", note="the paper's numbers are for mnist")
+    seed: int = same_as(StudyConfig, "seed", note="here of every model")
+    batch_size: int = same_as(StudyConfig, "batch_size")
+    teacher_hidden: tuple[int, ...] = same_as(StudyConfig, "teacher_hidden", (1200, 1200))
     teacher_dropout: float = option(0.5, "teacher: dropout on the hidden units", ge=0, lt=1)
     input_dropout: float = option(0.2, "teacher: dropout on the input pixels", ge=0, lt=1)
     max_norm: float = option(3.5, "teacher: max L2 norm of each unit's incoming weights (0: none)", ge=0)
@@ -62,17 +62,12 @@ class Hinton2015Config:
     schedule: str = option(
         "cosine", f"learning-rate schedule of every model: {', '.join(SCHEDULES)}", choices=SCHEDULES
     )
-    student_hidden: tuple[int, ...] = option((800, 800), "hidden layer widths of the paper's students", ge=1)
+    student_hidden: tuple[int, ...] = same_as(StudyConfig, "student_hidden", (800, 800))
     student_optimizer: str = option("adam", f"student optimiser: {', '.join(OPTIMIZERS)}", choices=OPTIMIZERS)
     student_lr: float = option(1e-3, "student learning rate", gt=0)
-    temperature: float = option(20.0, "distillation temperature of the 800-800 students", gt=0)
-    alpha: float = option(
-        1.0,
-        "weight of the soft targets; 1 - alpha weighs the hard labels (1: soft targets only)",
-        gt=0,
-        le=1,
-    )
-    t2: bool = option(True, "multiply the soft-target term by T^2, as the paper does")
+    temperature: float = same_as(StudyConfig, "temperature", 20.0, "of the 800-800 students")
+    alpha: float = same_as(StudyConfig, "alpha", 1.0, "here > 0 (1: soft targets only)")
+    t2: bool = same_as(StudyConfig, "t2")
     jitter_transfer: bool = option(
         False, "jitter the students' transfer set too (the teacher then sees every jittered batch)"
     )
@@ -89,15 +84,17 @@ class Hinton2015Config:
     teacher_epochs: int = option(0, "teacher epochs (0: the budget's)", ge=0)
     student_epochs: int = option(0, "epochs of the 800-800 students (0: the budget's)", ge=0)
     sweep_epochs: int = option(0, "epochs of the T-sweep students (0: the budget's)", ge=0)
-    subset: int = option(-1, "train on only the first N training images (0: all; -1: the budget's)", ge=-1)
+    subset: int | None = same_as(StudyConfig, "subset", None, "unset: the budget's")
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.alpha == 0:  # its KD students would be its hard-label student, under another name
+            raise KdlabError("--alpha must be > 0 here: every student but Hard distils")
 
     def resolved(self, name: str) -> int:
         """An epoch count or the subset: the value given, else the budget's."""
         value = getattr(self, name)
-        unset = -1 if name == "subset" else 0
+        unset = None if name == "subset" else 0
         return BUDGETS[self.budget][name] if value == unset else value
 
 
