@@ -40,7 +40,6 @@ from kdlab.sweep.tune import TuneSettings
         (Hinton2015Config, {"max_norm": float("inf")}, "--max-norm must be a finite number"),
         (Hinton2015Config, {"subset": -1}, "--subset must be >= 0, not -1"),
         (Hinton2015Config, {"alpha": 0.0}, "--alpha must be > 0 here"),
-        (Hinton2015Config, {"alpha": 0.0}, "--alpha must be in (0, 1], not 0"),
         (RunOptions, {"threads": -1}, "--threads must be >= 0, not -1"),
         (RunOptions, {"memory_mb": "lots"}, "--memory-mb must be an integer"),
         (RayOptions, {"cpus_per_trial": float("nan")}, "--cpus-per-trial must be a finite number"),
