@@ -64,12 +64,12 @@ def test_a_rerun_reuses_every_model(quick_run, shared_data):
     ("change", "message"),
     [
         ({"budget": "huge"}, "budget must be one of"),
-        ({"max_norm": -1.0}, "max norm"),
+        ({"max_norm": -1.0}, "--max-norm must be >= 0"),
         ({"jitter": -2}, "jitter"),
         ({"alpha": 0.0}, "alpha"),
         ({"schedule": "step"}, "schedule"),
-        ({"teacher_optimizer": "rmsprop"}, "teacher optimizer"),
-        ({"sweep_temperatures": (4.0,)}, "at least two"),
+        ({"teacher_optimizer": "rmsprop"}, "--teacher-optimizer must be one of"),
+        ({"sweep_temperatures": (4.0,)}, "needs at least 2"),
         ({"sweep_widths": (30, 30)}, "must not repeat"),
     ],
 )

@@ -92,9 +92,9 @@ def test_budget_overrides_apply_to_every_point_but_not_to_a_swept_parameter(tmp_
     spec = parse_spec({"base": {"epochs": 10}, "grid": {"alpha": [0.5, 0.9], "epochs": [1, 2]}}, "x")
     assert len(spec.points()) == 4
     smoke = parse_spec({"base": {"seeds": 5}, "grid": {"alpha": [0.5, 0.9]}}, "x").with_overrides(
-        {"seeds": (1,)}
+        {"seeds": 1}
     )
-    assert {p.config.seeds for p in smoke.points()} == {(1,)}
+    assert {p.config.seeds for p in smoke.points()} == {1}
     with pytest.raises(Exception, match="cannot override swept parameter"):
         spec.with_overrides({"epochs": 1})
 

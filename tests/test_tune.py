@@ -53,3 +53,17 @@ def test_tune_finds_and_revalidates_a_configuration(shared_data, tmp_path):
     assert result["comparison"]["seeds"] == [1, 2] and result["comparison"]["n"] == 2
     report = (out / "tune.md").read_text()
     assert "## Winner vs default, re-evaluated on the test set" in report and "Winner minus default" in report
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_reevaluation_uses_fresh_seeds_never_the_searched_one(n, tmp_path):
+    from kdlab.sweep.tune import TuneBudget, load_tune_spec, reeval_spec
+
+    file = tmp_path / "s.toml"
+    file.write_text(SEARCH)
+    spec = load_tune_spec(file, {}, TuneBudget())
+    check = reeval_spec(spec, {"temperature": 2.0}, n)
+    searched = spec.config({}).seed
+    for point in check.points():
+        seeds = point.config.student_seeds()
+        assert len(seeds) == n and searched not in seeds and len(set(seeds)) == n
