@@ -93,3 +93,11 @@ def test_detect_overfitting():
     assert "epoch 2" in detect_overfitting(rising)
     assert detect_overfitting(hist([1.0, 0.5, 0.3], [0.5, 0.4, 0.35])) is None
     assert detect_overfitting(hist([1.0, 0.5, 0.3], [0.5, 0.4, 0.401])) is None  # within tolerance
+
+
+def test_omitted_classes_are_named_in_words():
+    from kdlab.reporting.findings import class_phrase
+
+    assert class_phrase(["3"]) == "class 3"
+    assert class_phrase(["3", "8"]) == "classes 3 and 8"
+    assert class_phrase(["3", "5", "8"]) == "classes 3, 5 and 8"

@@ -23,7 +23,10 @@ from kdlab.cli import main
         (["--omit", "three"], "unknown class 'three'"),
         (["--omit", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"], "removes every class"),
         (["--device", "tpu"], "--device must be"),
-        (["--calibration", "magic"], "--calibration must be one of fixed, oracle-test, validation, prior-matching, not 'magic'"),
+        (
+            ["--calibration", "magic"],
+            "--calibration must be one of fixed, oracle-test, validation, prior-matching, not 'magic'",
+        ),
         (["--calibration", "validation"], "set --val-size > 0"),
         (["--seeds", "0"], "--seeds must be >= 1"),
         (["--seeds", "3", "--seed-list", "4", "5"], "give a count (--seeds) or a list (--seed-list)"),

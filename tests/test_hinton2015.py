@@ -76,3 +76,14 @@ def test_a_rerun_reuses_every_model(quick_run, shared_data):
 def test_invalid_settings_are_refused(change, message):
     with pytest.raises(KdlabError, match=message):
         Hinton2015Config(**change)
+
+
+def test_prior_matching_without_a_shift_is_reported_not_raised():
+    import torch
+
+    from kdlab.protocols.hinton2015 import prior_matching_or_none
+
+    teacher = torch.tensor([[0.0, 0.0, 0.0]]).repeat(4, 1)  # a third of the mass on class 2
+    student = torch.tensor([[0.0, 0.0, -1000.0]]).repeat(4, 1)  # +100 never lifts class 2
+    assert prior_matching_or_none(student, teacher, (2,)) is None
+    assert prior_matching_or_none(torch.zeros(4, 3), teacher, (2,)) == pytest.approx(0.0, abs=1e-6)

@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from kdlab.cli import main
+from kdlab.sweep.metrics import per_seed_metrics
 
 COLUMNS = ["Teacher", "Norm", "KD", "Norm No3", "KD No3", "Norm No3+B", "KD No3+B"]
 SMALL = [
@@ -137,6 +138,19 @@ def test_options_change_the_experiment(first_run, shared_data, tmp_path):
     assert "KD No3,8+B" in other["table"] and other["table"]["Norm No3,8"]["8"] == 0.0
     assert other["config"]["t2"] is False and other["config"]["bias"] == 2.0
     assert other["table"]["Norm"] != results["table"]["Norm"]  # another seed
+    # one definition of the accuracy on the omitted classes: pooled over their test images
+    counts = {"3": 1010, "8": 974}  # MNIST's test images of each
+    for col in ("KD No3,8", "Norm No3,8+B", "KD No3,8+B"):
+        per_class = other["per_seed"][col]
+        pooled = sum(per_class[c][0] * n for c, n in counts.items()) / sum(counts.values())
+        assert other["overall"][col]["per_seed_omitted_accuracy"][0] == pytest.approx(pooled, abs=1e-9)
+    metrics = per_seed_metrics(other)[0]
+    assert metrics["kd_omitted_before"] == pytest.approx(
+        other["overall"]["KD No3,8"]["per_seed_omitted_accuracy"][0], abs=1e-9
+    )
+    assert metrics["kd_omitted_after"] == pytest.approx(
+        other["overall"]["KD No3,8+B"]["per_seed_omitted_accuracy"][0], abs=1e-9
+    )
 
 
 @pytest.mark.slow

@@ -32,7 +32,11 @@ from kdlab.sweep.tune import TuneSettings
         (MythicalDigitConfig, {"teacher_hidden": [0]}, "--teacher-hidden must be >= 1, not 0"),
         (MythicalDigitConfig, {"calibration": []}, "--calibration needs at least 1 value"),
         (MythicalDigitConfig, {"omit": []}, "--omit needs at least 1 value"),
-        (Hinton2015Config, {"sweep_temperatures": [4.0, float("nan")]}, "--sweep-temperatures must be a finite"),
+        (
+            Hinton2015Config,
+            {"sweep_temperatures": [4.0, float("nan")]},
+            "--sweep-temperatures must be a finite",
+        ),
         (Hinton2015Config, {"max_norm": float("inf")}, "--max-norm must be a finite number"),
         (Hinton2015Config, {"subset": -2}, "--subset must be >= -1, not -2"),
         (Hinton2015Config, {"alpha": 0.0}, "--alpha must be in (0, 1], not 0"),

@@ -105,9 +105,10 @@ def test_a_damaged_model_is_detected_and_trained_again(tmp_path):
         again = _train(store)[0]
     assert not again.reused
     assert again.record["weights_sha256"] == first.record["weights_sha256"]  # retrained: same weights
-    assert json.loads((first.folder / "record.json").read_text())["weights_sha256"] == first.record[
-        "weights_sha256"
-    ]
+    assert (
+        json.loads((first.folder / "record.json").read_text())["weights_sha256"]
+        == first.record["weights_sha256"]
+    )
 
 
 # Rounded statistics of the weights of a tiny deterministic run (2 epochs, dropout, Adam, KD);

@@ -26,6 +26,7 @@ from kdlab.protocols.common import (
     taught_by,
     train_or_load,
 )
+from kdlab.reporting.findings import class_phrase
 from kdlab.training.engine import TrainSpec, predict, score
 from kdlab.training.store import ModelStore
 
@@ -218,8 +219,8 @@ class Study:
         if not left_out:
             return x_mon, y_mon, self.monitor_name
         keep = ~torch.isin(y_mon, torch.tensor(left_out, device=y_mon.device))
-        names = ", ".join(self.data.classes[c] for c in left_out)
-        return x_mon[keep], y_mon[keep], f"{self.monitor_name} without class {names}"
+        names = class_phrase([self.data.classes[c] for c in left_out])
+        return x_mon[keep], y_mon[keep], f"{self.monitor_name} without {names}"
 
     def students(self, left_out: tuple[int, ...], names: tuple[str, str]) -> tuple[list, list]:
         """Norm and KD students of every seed on the training rows without `left_out`, trained

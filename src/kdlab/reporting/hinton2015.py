@@ -70,7 +70,10 @@ def write_hinton2015_outputs(
     table = table_markdown(rows)
     atomic_write_text(out / "table.md", table)
     shift_lines = [
-        f"- {classes}: " + ", ".join(f"{how} {value:+.2f}" for how, value in values.items())
+        f"- {classes}: "
+        + ", ".join(
+            f"{how} " + ("not found" if value is None else f"{value:+.2f}") for how, value in values.items()
+        )
         for classes, values in shifts.items()
     ]
     sweep_rows = [
