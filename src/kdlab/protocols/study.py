@@ -3,6 +3,7 @@ the teacher, training students per transfer set, and calibrating their omitted c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -147,11 +148,12 @@ def shift_output_bias(state: dict[str, torch.Tensor], classes: tuple[int, ...], 
 
 
 def evaluation(logits: torch.Tensor, y: torch.Tensor, num_classes: int) -> list[dict]:
-    """JSON-ready test metrics of each model in logits [K, N, C]."""
+    """JSON-ready test metrics of each model in logits [K, N, C]; a class with no test image
+    has accuracy None (no data), not 0."""
     scored = score(logits, y, num_classes)
     return [
         {
-            "per_class": scored.per_class[k].tolist(),
+            "per_class": [None if math.isnan(v) else v for v in scored.per_class[k].tolist()],
             "accuracy": float(scored.accuracy[k]),
             "errors": int(scored.errors[k]),
             "loss": float(scored.loss[k]),

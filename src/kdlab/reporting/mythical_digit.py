@@ -105,7 +105,10 @@ def write_mythical_digit_outputs(
         "overall": {c: [100 * e["accuracy"] for e in evaluations[c]] for c in columns},
         # accuracy on the omitted classes: pooled over their test images, as everywhere in kdlab
         "omitted": {
-            c: [100 * sum(e["per_class"][k] * test_counts[k] for k in omit) / n_omit for e in evaluations[c]]
+            c: [
+                100 * sum(e["per_class"][k] * test_counts[k] for k in omit if test_counts[k]) / n_omit
+                for e in evaluations[c]
+            ]
             for c in columns
         },
         "errors": {c: [e["errors"] for e in evaluations[c]] for c in columns},
