@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import budget
 
 from kdlab.cli import main
 
@@ -104,7 +105,7 @@ def test_bad_config_file(tmp_path, capsys):
     assert "unknown setting 'epochz'" in capsys.readouterr().err
 
 
-TINY = ["--epochs", "1", "--subset", "500", "--teacher-hidden", "20", "--student-hidden", "10", "--quiet"]
+TINY = budget(1, 500, (20,), "--student-hidden", "10")
 
 
 def _files(folder: Path) -> dict[Path, bytes]:

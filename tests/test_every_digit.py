@@ -3,25 +3,11 @@
 import json
 
 import pytest
+from helpers import budget
 
 from kdlab.cli import main
 
-SMALL = [
-    "--epochs",
-    "1",
-    "--subset",
-    "3000",
-    "--batch-size",
-    "100",
-    "--quiet",
-    "--teacher-hidden",
-    "300",
-    "300",
-    "--val-size",
-    "2000",
-    "--seeds",
-    "2",
-]
+SMALL = budget(1, 3000, (300, 300), "--val-size", "2000", "--seeds", "2")
 
 
 @pytest.mark.slow

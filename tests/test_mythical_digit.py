@@ -5,23 +5,13 @@ import json
 import shutil
 
 import pytest
+from helpers import budget
 
 from kdlab.cli import main
 from kdlab.sweep.metrics import per_seed_metrics
 
 COLUMNS = ["Teacher", "Norm", "KD", "Norm No3", "KD No3", "Norm No3+B", "KD No3+B"]
-SMALL = [
-    "--epochs",
-    "2",
-    "--subset",
-    "3000",
-    "--batch-size",
-    "100",
-    "--quiet",
-    "--teacher-hidden",
-    "300",
-    "300",
-]
+SMALL = budget(2, 3000)
 
 
 @pytest.fixture(scope="module")
