@@ -62,6 +62,13 @@ def budget(epochs: int, subset: int, teacher: tuple[int, ...] = (300, 300), *ext
     ]  # fmt: skip
 
 
+def classes_data(n: int = 240, d: int = 12, c: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A small learnable problem: the label is the argmax of the first c features, 10% noisy."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    return x, (x[:, :c].argmax(1) + (torch.rand(n, generator=g) < 0.1).long()) % c
+
+
 def mlp_by_hand(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """Logits of one saved MLP (w{i}: [in, out], b{i}) on x, without dropout: what evaluation
     must compute (inverted dropout needs no scaling at test time)."""

@@ -1,18 +1,13 @@
 """The batched engine: a group of K models equals K separate runs; the optimiser equals torch's."""
 
 import torch
-from helpers import mlp_by_hand
+from helpers import classes_data, mlp_by_hand
 
 from kdlab.models import StackedMLP
 from kdlab.training.engine import TrainSpec, predict, score, train_group
 from kdlab.training.optim import StackedAdam
 
-
-def _data(n=240, d=12, c=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d, generator=g)
-    y = (x[:, :c].argmax(1) + (torch.rand(n, generator=g) < 0.1).long()) % c
-    return x, y
+_data = classes_data
 
 
 def _spec(**kw):

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import classes_data
 
 from kdlab.config import RunOptions
 from kdlab.protocols.common import ModelJob, data_identity, taught_by, train_or_load
@@ -31,12 +32,6 @@ SPEC = TrainSpec(
     init_seed=1,
     stream_seed=2,
 )
-
-
-def _data(n: int = 240, d: int = 12, c: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d, generator=g)
-    return x, (x[:, :c].argmax(1) + (torch.rand(n, generator=g) < 0.1).long()) % c
 
 
 def _dataset(mean=(0.1307,), std=(0.3081,)) -> SimpleNamespace:
@@ -86,7 +81,7 @@ def test_a_student_names_its_teacher_by_its_weights():
 
 
 def _train(store: ModelStore) -> list:
-    x, y = _data()
+    x, y = classes_data()
     job = ModelJob("Norm", SPEC, data_identity(_dataset(), torch.device("cpu")), 0)
     opts = RunOptions(quiet=True)
     return train_or_load([job], store, opts, x, y, torch.arange(len(x)), None, x, y, 4, {})
@@ -136,7 +131,7 @@ TOLERANCE = 1e-3  # relative
 
 
 def fingerprint() -> dict[str, float]:
-    x, y = _data()
+    x, y = classes_data()
     teacher_logits = torch.randn(len(x), 4, generator=torch.Generator().manual_seed(5))
     specs = [SPEC, dataclasses.replace(SPEC, alpha=0.9, temperature=4.0, t2=True, init_seed=3, stream_seed=4)]
     model, _ = train_group(specs, x, y, torch.arange(len(x)), teacher_logits, x, y, 4)
