@@ -62,7 +62,7 @@ def test_bias_shifts_move_the_right_classes_the_right_way(quick_run, shared_data
     rows = {r["experiment"]: r["kdlab"] for r in results["rows"]}
 
     def logits(name: str) -> torch.Tensor:
-        (folder,) = (out / "models").glob(f"{name}-*")
+        (folder,) = (out / "models").glob(f"{name}-" + "?" * 16)  # the slug, then the 16-digit key
         return mlp_by_hand(load_file(folder / "weights.safetensors"), data.x_test)
 
     only78, no3 = logits("kd-7-8-only"), logits("kd-no3")
