@@ -38,7 +38,7 @@ def main() -> None:
     setup_torch(opts)
     peak = matmul_gflops()
     config = mythical_digit.MythicalDigitConfig(
-        epochs=args.epochs, batch_size=args.batch_size, seeds=(args.seeds,)
+        epochs=args.epochs, batch_size=args.batch_size, seeds=args.seeds
     )
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp) / "run"

@@ -21,6 +21,16 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An empty cache (KDLAB_CACHE) and no KDLAB_DATA: the real ones stay untouched and never
+    leak into a test of the data layer."""
+    monkeypatch.delenv("KDLAB_DATA", raising=False)
+    path = tmp_path / "cache"
+    monkeypatch.setenv("KDLAB_CACHE", str(path))
+    return path
+
+
 @dataclass
 class FileServer:
     """What the local server serves (path -> bytes, 404 otherwise) and the paths requested."""

@@ -88,3 +88,20 @@ def test_the_example_notebook_runs(shared_data: Path, cache: Path, tmp_path: Pat
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 3  # the per-class bars, the learning curves, the bias sweep
+
+
+def test_dataframes_hold_the_numbers_with_intervals_only_where_measured() -> None:
+    from kdlab.reporting.frames import ci_frame, records_frame
+
+    rows = {"0": "zero", "Avg": "Avg"}
+    one = ci_frame({"A": {"0": 1.0, "Avg": 2.0}}, {"A": {"0": None, "Avg": None}}, rows)
+    assert list(one.columns) == ["A"] and list(one.index) == ["zero", "Avg"] and one.loc["Avg", "A"] == 2.0
+    both = ci_frame(
+        {"A": {"0": 1.0, "Avg": 2.0}, "B": {"0": 3.0, "Avg": 4.0}},
+        {"A": {"0": None, "Avg": None}, "B": {"0": 0.5, "Avg": 0.25}},
+        rows,
+    )
+    assert list(both.columns) == [("A", "mean"), ("A", "ci95"), ("B", "mean"), ("B", "ci95")]
+    assert both.loc["zero", ("B", "ci95")] == 0.5 and both[("A", "ci95")].isna().all()
+    frame = records_frame([{"k": "x", "v": 1}, {"k": "y", "v": 2}], "k")
+    assert frame.loc["y", "v"] == 2

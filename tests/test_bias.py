@@ -93,3 +93,28 @@ def test_detect_overfitting():
     assert "epoch 2" in detect_overfitting(rising)
     assert detect_overfitting(hist([1.0, 0.5, 0.3], [0.5, 0.4, 0.35])) is None
     assert detect_overfitting(hist([1.0, 0.5, 0.3], [0.5, 0.4, 0.401])) is None  # within tolerance
+
+
+def test_omitted_classes_are_named_in_words():
+    from kdlab.reporting.findings import class_phrase
+
+    assert class_phrase(["3"]) == "class 3"
+    assert class_phrase(["3", "8"]) == "classes 3 and 8"
+    assert class_phrase(["3", "5", "8"]) == "classes 3, 5 and 8"
+
+
+def test_a_class_without_test_images_has_no_data_not_zero():
+    import math
+
+    import torch
+
+    from kdlab.reporting.table import per_seed_table, summarise, table_markdown
+    from kdlab.training.engine import score
+
+    logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 3.0, 0.0]]])  # predicts 0, 1, 1
+    result = score(logits, torch.tensor([0, 1, 0]), 3)
+    assert result.per_class[0, :2].tolist() == [0.5, 1.0] and math.isnan(float(result.per_class[0, 2]))
+    per_seed = per_seed_table(["M"], 3, {"M": [[0.5, 1.0, None]]})
+    assert per_seed["M"]["2"] == [None] and per_seed["M"]["Avg"] == [75.0]
+    means, ci95 = summarise(per_seed)
+    assert "| 2     | no data |" in table_markdown(means, ci95, ["M"], ("0", "1", "2"))

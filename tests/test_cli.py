@@ -1,8 +1,10 @@
 """Bad input gets one clear line on stderr, a non-zero exit, and nothing written."""
 
 import json
+from pathlib import Path
 
 import pytest
+from helpers import budget
 
 from kdlab.cli import main
 
@@ -17,17 +19,22 @@ from kdlab.cli import main
         (["--epochs", "0"], "epochs must be >= 1"),
         (["--dropout", "1"], "dropout must be in [0, 1)"),
         (["--lr", "0"], "lr must be > 0"),
-        (["--batch-size", "0"], "batch size must be >= 1"),
+        (["--batch-size", "0"], "--batch-size must be >= 1"),
         (["--omit", "12"], "unknown class '12'"),
         (["--omit", "three"], "unknown class 'three'"),
         (["--omit", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"], "removes every class"),
         (["--device", "tpu"], "--device must be"),
-        (["--calibration", "magic"], "unknown calibration 'magic'"),
+        (
+            ["--calibration", "magic"],
+            "--calibration must be one of fixed, oracle-test, validation, prior-matching, not 'magic'",
+        ),
         (["--calibration", "validation"], "set --val-size > 0"),
-        (["--seeds", "0"], "seeds must be >= 1"),
+        (["--seeds", "0"], "--seeds must be >= 1"),
+        (["--seeds", "3", "--seed-list", "4", "5"], "give a count (--seeds) or a list (--seed-list)"),
+        (["--seed-list", "4", "4"], "--seed-list must not repeat"),
         (["--memory-mb", "0"], "--memory-mb must be >= 1"),
-        (["--student-dropout", "1"], "student dropout must be in [0, 1)"),
-        (["--arch", "transformer"], "arch must be auto"),
+        (["--student-dropout", "1"], "--student-dropout must be in [0, 1)"),
+        (["--arch", "transformer"], "--arch must be one of auto, mlp, cnn"),
     ],
 )
 def test_invalid_settings(args, message, shared_data, tmp_path, capsys):
@@ -96,3 +103,30 @@ def test_bad_config_file(tmp_path, capsys):
     cfg.write_text("epochz = 3\n")
     assert main(["run", "mythical-digit", "--config", str(cfg)]) != 0
     assert "unknown setting 'epochz'" in capsys.readouterr().err
+
+
+TINY = budget(1, 500, (20,), "--student-hidden", "10")
+
+
+def _files(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_rerun_with_other_settings_into_the_same_out_is_refused(shared_data, tmp_path, capsys):
+    """Results are data: other settings never replace a run's results; the same settings
+    (run options aside) may rerun into the folder and reuse its models."""
+    out = tmp_path / "out"
+    args = ["run", "mythical-digit", "--data-dir", str(shared_data), "--out", str(out), *TINY]
+    assert main(args) == 0
+    before = _files(out)
+    assert main([*args, "--temperature", "2", "--seeds", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("kdlab: error: output folder") and err.count("\n") == 1
+    assert "seeds 1 → 2" in err and "temperature 4.0 → 2.0" in err and "--models-dir" in err
+    assert _files(out) == before  # nothing written, nothing lost
+    assert main([*args, "--threads", "1", "--memory-mb", "100"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert all(info[0]["reused"] for info in results["models"].values())
+    assert results["table"] == json.loads(before[out / "results.json"])["table"]
+    marker = json.loads((out / "kdlab-run.json").read_text())
+    assert marker["settings"]["temperature"] == 4.0 and marker["settings"]["device"] == "cpu"

@@ -6,64 +6,40 @@ come from an HTTP server on 127.0.0.1 that the tests start themselves.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from helpers import (
+    STEMS,
+    TEST_IMAGES,
+    TEST_LABELS,
+    TRAIN_IMAGES,
+    TRAIN_LABELS,
+    files_under,
+    gz,
+    idx_arrays,
+    idx_bytes,
+    write_idx,
+)
 
 from kdlab import KdlabError
 from kdlab.data import DATASETS, load_dataset
-from kdlab.data.datasets import MNIST, SPLIT_FILES, DatasetSpec, cache_dir
+from kdlab.data.datasets import MNIST, DatasetSpec, cache_dir
 
 # ---------------------------------------------------------------------------------------------
 # Helpers: synthetic IDX files and a data-set spec that matches them
 # ---------------------------------------------------------------------------------------------
 
 NAME = "synthetic-test"  # the name the synthetic spec is registered under in DATASETS
-STEMS = tuple(SPLIT_FILES.values())
-TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = STEMS
+pytestmark = pytest.mark.usefixtures("cache")
 
 
-def idx_bytes(array: np.ndarray) -> bytes:
-    """The IDX encoding of a uint8 array: magic 0x000008<ndim>, big-endian dims, the bytes."""
-    a = np.ascontiguousarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, a.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in a.shape)
-    return header + a.tobytes()
-
-
-def synthetic_arrays(n_train: int = 12, n_test: int = 5) -> dict[str, np.ndarray]:
-    """Small random 3x5 'images' with labels 0-9, keyed by file stem."""
-    rng = np.random.default_rng(0)
-    return {
-        TRAIN_IMAGES: rng.integers(0, 256, (n_train, 3, 5), dtype=np.uint8),
-        TRAIN_LABELS: rng.integers(0, 10, n_train, dtype=np.uint8),
-        TEST_IMAGES: rng.integers(0, 256, (n_test, 3, 5), dtype=np.uint8),
-        TEST_LABELS: rng.integers(0, 10, n_test, dtype=np.uint8),
-    }
-
-
-ARRAYS = synthetic_arrays()
+ARRAYS = idx_arrays(12, 5, (3, 5), seed=0)
 SYNTH = {stem: idx_bytes(a) for stem, a in ARRAYS.items()}  # raw IDX bytes by stem
-
-
-def gz(data: bytes) -> bytes:
-    """Deterministic gzip (fixed mtime) so the md5 of the served file is stable."""
-    return gzip.compress(data, mtime=0)
-
-
-def write_files(folder: Path, files: dict[str, bytes], gzipped: bool = True) -> Path:
-    """Write IDX files into `folder` (created), as `<stem>.gz` or raw `<stem>`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for stem, data in files.items():
-        if gzipped:
-            (folder / f"{stem}.gz").write_bytes(gz(data))
-        else:
-            (folder / stem).write_bytes(data)
-    return folder
+write_files = write_idx
 
 
 def register(monkeypatch: pytest.MonkeyPatch, files: dict[str, bytes] = SYNTH, **changes) -> DatasetSpec:
@@ -83,21 +59,6 @@ def load(**kwargs):
     """load_dataset of the synthetic data set, quietly and with downloads off unless asked."""
     kwargs.setdefault("download", False)
     return load_dataset(NAME, quiet=True, **kwargs)
-
-
-@pytest.fixture(autouse=True)
-def cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Every test gets its own empty cache (KDLAB_CACHE) and no KDLAB_DATA: the real ones stay
-    untouched and never leak into a test."""
-    monkeypatch.delenv("KDLAB_DATA", raising=False)
-    path = tmp_path / "cache"
-    monkeypatch.setenv("KDLAB_CACHE", str(path))
-    return path
-
-
-def files_under(folder: Path) -> list[str]:
-    """All files below `folder` (relative paths, sorted); [] if it does not exist."""
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,17 +1,13 @@
 """The batched engine: a group of K models equals K separate runs; the optimiser equals torch's."""
 
 import torch
+from helpers import classes_data, mlp_by_hand
 
 from kdlab.models import StackedMLP
 from kdlab.training.engine import TrainSpec, predict, score, train_group
 from kdlab.training.optim import StackedAdam
 
-
-def _data(n=240, d=12, c=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d, generator=g)
-    y = (x[:, :c].argmax(1) + (torch.rand(n, generator=g) < 0.1).long()) % c
-    return x, y
+_data = classes_data
 
 
 def _spec(**kw):
@@ -99,11 +95,14 @@ def test_score_counts_per_class():
     assert float(result.accuracy[0]) == 0.75
 
 
-def test_predict_without_dropout_is_deterministic():
-    model = StackedMLP((12, 8, 4), 2, dropout=0.5)
+def test_predict_is_the_network_without_dropout():
+    """Evaluation computes the plain network: no dropout mask, no scaling (inverted dropout)."""
+    model = StackedMLP((12, 8, 4), 2, dropout=0.5, input_dropout=0.2)
     model.reset_parameters([torch.Generator().manual_seed(s) for s in (1, 2)])
     x, _ = _data()
-    assert torch.equal(predict(model, x, chunk=50), predict(model, x, chunk=1000))
+    logits = predict(model, x, chunk=50)
+    for k in range(2):
+        assert torch.allclose(logits[k], mlp_by_hand(model.state_of(k), x), atol=1e-5)
 
 
 def test_student_dropout_leaves_the_teacher_alone():

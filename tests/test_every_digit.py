@@ -3,25 +3,12 @@
 import json
 
 import pytest
+from helpers import budget
 
 from kdlab.cli import main
+from kdlab.reporting.table import cell
 
-SMALL = [
-    "--epochs",
-    "1",
-    "--subset",
-    "3000",
-    "--batch-size",
-    "100",
-    "--quiet",
-    "--teacher-hidden",
-    "300",
-    "300",
-    "--val-size",
-    "2000",
-    "--seeds",
-    "2",
-]
+SMALL = budget(1, 3000, (300, 300), "--val-size", "2000", "--seeds", "2")
 
 
 @pytest.mark.slow
@@ -45,12 +32,21 @@ def test_every_digit_rows_calibration_and_reuse(shared_data, tmp_path):
     for row in results["rows"]:
         assert row["before"]["Norm"] == [0.0, 0.0]  # a hard-label student never predicts an unseen class
         assert set(row["calibration"]["KD"]) == {"validation", "fixed", "prior-matching", "oracle-test"}
+        assert [c["fixed"]["shift"] for c in row["calibration"].values()] == [[3.5, 3.5]] * 2
         summary = row["summary"]["validation"]
-        mean, half_width = summary["after"]["KD"]
-        assert 0.0 <= mean <= 100.0 and half_width is not None
+        kd_after = row["calibration"]["KD"]["validation"]["omitted"]
+        assert summary["after"]["KD"][0] == pytest.approx(sum(kd_after) / 2)
         assert summary["kd_minus_norm_after"]["n"] == 2
+        # the effect: raising the bias of a class KD never saw brings out its images
+        assert summary["after"]["KD"][0] > summary["before"]["KD"][0] + 10
+    assert results["teacher_accuracy"] > 80  # clearly above chance (10%)
+    table = (out / "table.md").read_text()
+    for row in results["rows"]:  # the table shows each class's own numbers, KD after in its column
+        s = row["summary"]["validation"]
+        line = next(line for line in table.splitlines() if line.startswith(f"| {row['class']} "))
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[2] == cell(*s["before"]["KD"], 1) and cells[4] == cell(*s["after"]["KD"], 1)
     assert (out / "figures" / "every_digit.png").read_bytes()[:4] == b"\x89PNG"
-    assert "| 3 " in (out / "table.md").read_text()
     # a rerun reuses every model and reproduces the numbers
     assert main(args) == 0
     again = json.loads((out / "results.json").read_text())

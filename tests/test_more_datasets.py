@@ -8,7 +8,6 @@ the registered specs patched to their hashes and sizes. Downloads come from an H
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -19,28 +18,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import (
+    STEMS,
+    TEST_IMAGES,
+    TEST_LABELS,
+    TRAIN_IMAGES,
+    TRAIN_LABELS,
+    files_under,
+    gz,
+    idx_arrays,
+    idx_bytes,
+)
+from helpers import write_idx as write_files
 
 from kdlab import KdlabError
 from kdlab.cli import main
 from kdlab.data import DATASETS, Dataset, DatasetSpec, load_dataset
-from kdlab.data.datasets import CIFAR10, FASHION_MNIST, KMNIST, MNIST, SPLIT_FILES
+from kdlab.data.datasets import CIFAR10, FASHION_MNIST, KMNIST, MNIST
 
-STEMS = tuple(SPLIT_FILES.values())
-TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = STEMS
-
-
-@pytest.fixture(autouse=True)
-def cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Every test gets its own empty cache (KDLAB_CACHE) and no KDLAB_DATA."""
-    monkeypatch.delenv("KDLAB_DATA", raising=False)
-    path = tmp_path / "cache"
-    monkeypatch.setenv("KDLAB_CACHE", str(path))
-    return path
-
-
-def files_under(folder: Path) -> list[str]:
-    """All files below `folder` (relative paths, sorted); [] if it does not exist."""
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+pytestmark = pytest.mark.usefixtures("cache")
 
 
 def nothing_under(folder: Path) -> bool:
@@ -101,41 +97,12 @@ def test_dataset_image_shape_defaults_to_the_spec():
 # ---------------------------------------------------------------------------------------------
 
 
-def idx_bytes(array: np.ndarray) -> bytes:
-    """The IDX encoding of a uint8 array: magic 0x000008<ndim>, big-endian dims, the bytes."""
-    a = np.ascontiguousarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, a.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in a.shape)
-    return header + a.tobytes()
-
-
-def gz(data: bytes, mtime: int = 0) -> bytes:
-    """Deterministic gzip (fixed mtime) so the md5 of the file is stable."""
-    return gzip.compress(data, mtime=mtime)
-
-
-def idx_arrays(n_train: int = 20, n_test: int = 10) -> dict[str, np.ndarray]:
-    """Small random 28x28 'images' with labels 0-9, keyed by file stem."""
-    rng = np.random.default_rng(1)
-    return {
-        TRAIN_IMAGES: rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        TRAIN_LABELS: rng.integers(0, 10, n_train, dtype=np.uint8),
-        TEST_IMAGES: rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        TEST_LABELS: rng.integers(0, 10, n_test, dtype=np.uint8),
-    }
-
-
-ARRAYS = idx_arrays()
+ARRAYS = idx_arrays(20, 10, (28, 28), seed=1)
 IDX_FILES = {stem: idx_bytes(a) for stem, a in ARRAYS.items()}  # raw IDX bytes by stem
 
 
 def write_idx(folder: Path, files: dict[str, bytes] = IDX_FILES, gzipped: bool = True) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for stem, data in files.items():
-        if gzipped:
-            (folder / f"{stem}.gz").write_bytes(gz(data))
-        else:
-            (folder / stem).write_bytes(data)
-    return folder
+    return write_files(folder, files, gzipped)
 
 
 def register_idx(

@@ -5,22 +5,13 @@ import json
 import shutil
 
 import pytest
+from helpers import budget
 
 from kdlab.cli import main
+from kdlab.sweep.metrics import per_seed_metrics
 
 COLUMNS = ["Teacher", "Norm", "KD", "Norm No3", "KD No3", "Norm No3+B", "KD No3+B"]
-SMALL = [
-    "--epochs",
-    "2",
-    "--subset",
-    "3000",
-    "--batch-size",
-    "100",
-    "--quiet",
-    "--teacher-hidden",
-    "300",
-    "300",
-]
+SMALL = budget(2, 3000)
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +28,17 @@ def test_artefacts_are_complete_and_well_formed(first_run):
     assert list(table) == COLUMNS
     for col in COLUMNS:
         assert list(table[col]) == [str(c) for c in range(10)] + ["Avg"]
-        assert all(0.0 <= v <= 100.0 for v in table[col].values())
         assert table[col]["Avg"] == pytest.approx(sum(table[col][str(c)] for c in range(10)) / 10)
-    assert table["Norm No3"]["3"] == 0.0  # never saw a 3, never predicts one without the bias
-    assert table["KD No3+B"]["3"] >= table["KD No3"]["3"]
-    assert table["Norm No3+B"]["Avg"] <= 100 and results["config"]["omit"] == ["3"]
-    for col in COLUMNS:
         errors, half_width = results["overall"][col]["errors"]
-        assert 0 <= errors <= 10000 and half_width is None  # one seed: no interval
+        accuracy = results["overall"][col]["accuracy"][0]
+        assert errors == round(100 * (100 - accuracy)) and half_width is None  # 10,000 images; one seed
+    assert results["config"]["omit"] == ["3"]
+    # the experiment's effect, at this budget (2 epochs, 3000 images):
+    assert results["overall"]["Teacher"]["accuracy"][0] > 80  # clearly above chance (10%)
+    assert table["Norm No3"]["3"] == 0.0  # never saw a 3, never predicts one without the bias
+    assert table["Norm No3+B"]["3"] == 0.0  # nor with it: it learned nothing about 3s
+    assert table["KD No3+B"]["3"] > table["KD No3"]["3"] + 30  # the bias brings out the 3s ...
+    assert table["KD No3+B"]["3"] > table["Norm No3+B"]["3"] + 50  # ... that only KD learned
     assert results["seeds"] == [0] and results["ci95"]["KD"]["3"] is None
     assert results["per_seed"]["KD"]["3"] == [results["table"]["KD"]["3"]]
     assert {c["metric"] for c in results["comparisons"]} >= {"overall accuracy", "accuracy on class 3"}
@@ -137,6 +131,19 @@ def test_options_change_the_experiment(first_run, shared_data, tmp_path):
     assert "KD No3,8+B" in other["table"] and other["table"]["Norm No3,8"]["8"] == 0.0
     assert other["config"]["t2"] is False and other["config"]["bias"] == 2.0
     assert other["table"]["Norm"] != results["table"]["Norm"]  # another seed
+    # one definition of the accuracy on the omitted classes: pooled over their test images
+    counts = {"3": 1010, "8": 974}  # MNIST's test images of each
+    for col in ("KD No3,8", "Norm No3,8+B", "KD No3,8+B"):
+        per_class = other["per_seed"][col]
+        pooled = sum(per_class[c][0] * n for c, n in counts.items()) / sum(counts.values())
+        assert other["overall"][col]["per_seed_omitted_accuracy"][0] == pytest.approx(pooled, abs=1e-9)
+    metrics = per_seed_metrics(other)[0]
+    assert metrics["kd_omitted_before"] == pytest.approx(
+        other["overall"]["KD No3,8"]["per_seed_omitted_accuracy"][0], abs=1e-9
+    )
+    assert metrics["kd_omitted_after"] == pytest.approx(
+        other["overall"]["KD No3,8+B"]["per_seed_omitted_accuracy"][0], abs=1e-9
+    )
 
 
 @pytest.mark.slow

@@ -92,9 +92,9 @@ def test_budget_overrides_apply_to_every_point_but_not_to_a_swept_parameter(tmp_
     spec = parse_spec({"base": {"epochs": 10}, "grid": {"alpha": [0.5, 0.9], "epochs": [1, 2]}}, "x")
     assert len(spec.points()) == 4
     smoke = parse_spec({"base": {"seeds": 5}, "grid": {"alpha": [0.5, 0.9]}}, "x").with_overrides(
-        {"seeds": (1,)}
+        {"seeds": 1}
     )
-    assert {p.config.seeds for p in smoke.points()} == {(1,)}
+    assert {p.config.seeds for p in smoke.points()} == {1}
     with pytest.raises(Exception, match="cannot override swept parameter"):
         spec.with_overrides({"epochs": 1})
 
@@ -125,7 +125,17 @@ def test_local_sweep_writes_one_row_per_point_and_seed(local_sweep):
         (t, a): 2 for t in ("2", "8") for a in ("0.5", "0.9")
     }
     assert {r["seed"] for r in rows} == {"0", "1"}
-    assert all(0 <= float(r["kd_omitted_after"]) <= 100 for r in rows)
+    # every row is its point's own result, read from the point's results.json
+    for row in rows:
+        result = json.loads((out / "points" / row["point"] / "results.json").read_text())
+        i = result["seeds"].index(int(row["seed"]))
+        assert float(row["temperature"]) == result["config"]["temperature"]
+        assert float(row["alpha"]) == result["config"]["alpha"]
+        after = result["calibration"]["KD No3"]["validation"]["omitted"][i]
+        before = result["overall"]["KD No3"]["per_seed_omitted_accuracy"][i]
+        assert float(row["kd_omitted_after"]) == pytest.approx(after, abs=1e-9)
+        assert float(row["kd_omitted_before"]) == pytest.approx(before, abs=1e-9)
+        assert float(row["kd_accuracy"]) == pytest.approx(result["overall"]["KD"]["per_seed_accuracy"][i])
     # the teacher was trained once, before the points, and every point reused it
     assert all(r["teacher_reused"] == "True" for r in rows)
     assert len(list((out / "models").glob("teacher-*"))) == 1

@@ -44,12 +44,16 @@ def test_tune_finds_and_revalidates_a_configuration(shared_data, tmp_path):
     result = json.loads((out / "tune.json").read_text())
     assert len(result["trials"]) == 3 and result["objective"] == "val_omitted_after"
     assert {t["epochs"] for t in result["trials"]} <= {1, 2}  # ASHA may stop a trial after epoch 1
+    finished = [t for t in result["trials"] if t["epochs"] == 2] or result["trials"]
+    assert result["winner"] == max(finished, key=lambda t: t["val_omitted_after"])  # the best trial
     winner, default = result["reeval"]
     assert winner["config"]["temperature"] == pytest.approx(result["winner"]["params"]["temperature"])
     assert default["config"]["temperature"] == 4.0 and default["config"]["alpha"] == 0.9
     for record in (winner, default):  # fresh seeds, not the search's seed 0; test-set metrics
         assert [row["seed"] for row in record["rows"]] == [1, 2]
-        assert all(0 <= row["kd_omitted_after"] <= 100 for row in record["rows"])
+        point = json.loads((out / "reeval" / "points" / record["point"] / "results.json").read_text())
+        after = point["calibration"]["KD No3"]["validation"]["omitted"]
+        assert [row["kd_omitted_after"] for row in record["rows"]] == pytest.approx(after, abs=1e-9)
     assert result["comparison"]["seeds"] == [1, 2] and result["comparison"]["n"] == 2
     report = (out / "tune.md").read_text()
     assert "## Winner vs default, re-evaluated on the test set" in report and "Winner minus default" in report
@@ -68,3 +72,17 @@ def test_the_python_api_returns_the_trials_best_first(shared_data, tmp_path):
     assert len(frame) == 2 and {"temperature", "alpha", "val_omitted_after"} <= set(frame.columns)
     assert list(frame["val_omitted_after"]) == [t["val_omitted_after"] for t in written["trials"]]
     assert frame["val_omitted_after"].is_monotonic_decreasing
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_reevaluation_uses_fresh_seeds_never_the_searched_one(n, tmp_path):
+    from kdlab.sweep.tune import TuneBudget, load_tune_spec, reeval_spec
+
+    file = tmp_path / "s.toml"
+    file.write_text(SEARCH)
+    spec = load_tune_spec(file, {}, TuneBudget())
+    check = reeval_spec(spec, {"temperature": 2.0}, n)
+    searched = spec.config({}).seed
+    for point in check.points():
+        seeds = point.config.student_seeds()
+        assert len(seeds) == n and searched not in seeds and len(set(seeds)) == n

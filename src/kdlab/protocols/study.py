@@ -3,6 +3,7 @@ the teacher, training students per transfer set, and calibrating their omitted c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import torch
@@ -23,6 +24,7 @@ from kdlab.protocols.common import (
     open_lab,
     taught_by,
 )
+from kdlab.reporting.findings import class_phrase
 from kdlab.training.engine import TrainSpec, score
 
 # (teacher, student) widths of each family: the paper's MLPs, and the CNNs sized for CIFAR-10
@@ -142,11 +144,12 @@ def shift_output_bias(state: dict[str, torch.Tensor], classes: tuple[int, ...], 
 
 
 def evaluation(logits: torch.Tensor, y: torch.Tensor, num_classes: int) -> list[dict]:
-    """JSON-ready test metrics of each model in logits [K, N, C]."""
+    """JSON-ready test metrics of each model in logits [K, N, C]; a class with no test image
+    has accuracy None (no data), not 0."""
     scored = score(logits, y, num_classes)
     return [
         {
-            "per_class": scored.per_class[k].tolist(),
+            "per_class": [None if math.isnan(v) else v for v in scored.per_class[k].tolist()],
             "accuracy": float(scored.accuracy[k]),
             "errors": int(scored.errors[k]),
             "loss": float(scored.loss[k]),
@@ -241,8 +244,8 @@ class Study:
         if not left_out:
             return x_mon, y_mon, self.monitor_name
         keep = ~torch.isin(y_mon, torch.tensor(left_out, device=y_mon.device))
-        names = ", ".join(self.data.classes[c] for c in left_out)
-        return x_mon[keep], y_mon[keep], f"{self.monitor_name} without class {names}"
+        names = class_phrase([self.data.classes[c] for c in left_out])
+        return x_mon[keep], y_mon[keep], f"{self.monitor_name} without {names}"
 
     def students(self, left_out: tuple[int, ...], names: tuple[str, str]) -> tuple[list, list]:
         """Norm and KD students of every seed on the training rows without `left_out`, trained

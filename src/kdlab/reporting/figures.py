@@ -78,7 +78,7 @@ def per_class_bars(means: dict, ci95: dict, columns: list[str], classes: tuple[s
         errors = [ci95[col][str(c)] or 0.0 for c in range(len(classes))]
         ax.bar(
             xs,
-            [means[col][str(c)] for c in range(len(classes))],
+            [float("nan") if means[col][str(c)] is None else means[col][str(c)] for c in range(len(classes))],
             width,
             label=col,
             yerr=errors if any(errors) else None,

@@ -17,3 +17,10 @@ def detect_overfitting(history: list[dict], tolerance: float = 0.02) -> str | No
             f"{train[last]:.4f}"
         )
     return None
+
+
+def class_phrase(names: list[str]) -> str:
+    """ "class 3", "classes 3 and 8", "classes 3, 5 and 8": how the findings name classes."""
+    if len(names) == 1:
+        return f"class {names[0]}"
+    return f"classes {', '.join(names[:-1])} and {names[-1]}"

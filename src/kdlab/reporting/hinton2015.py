@@ -66,7 +66,10 @@ def write_hinton2015_outputs(
     curves = {name: [histories[name]] for name in CURVES if name in histories}
     table = table_markdown(rows)
     shift_lines = [
-        f"- {classes}: " + ", ".join(f"{how} {value:+.2f}" for how, value in values.items())
+        f"- {classes}: "
+        + ", ".join(
+            f"{how} " + ("not found" if value is None else f"{value:+.2f}") for how, value in values.items()
+        )
         for classes, values in shifts.items()
     ]
     sweep_rows = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from kdlab.config import to_dict
 from kdlab.reporting.figures import bias_sweep, learning_curves, per_class_bars
-from kdlab.reporting.findings import detect_overfitting
+from kdlab.reporting.findings import class_phrase, detect_overfitting
 from kdlab.reporting.frames import ci_frame
 from kdlab.reporting.stats import mean_ci, paired
 from kdlab.reporting.table import (
@@ -94,15 +94,19 @@ def analyse(
     """Everything results.json holds: the table and its per-seed values, overall numbers, the
     paired comparisons, calibration, findings and provenance."""
     n_omit = sum(test_counts[c] for c in omit)
-    omit_label = f"class {', '.join(classes[c] for c in omit)}"
+    omit_label = class_phrase([classes[c] for c in omit])
     per_seed = per_seed_table(
         columns, len(classes), {c: [e["per_class"] for e in evaluations[c]] for c in columns}
     )
     means, ci95 = summarise(per_seed)
     metric = {
         "overall": {c: [100 * e["accuracy"] for e in evaluations[c]] for c in columns},
+        # accuracy on the omitted classes: pooled over their test images, as everywhere in kdlab
         "omitted": {
-            c: [100 * sum(e["per_class"][k] * test_counts[k] for k in omit) / n_omit for e in evaluations[c]]
+            c: [
+                100 * sum(e["per_class"][k] * test_counts[k] for k in omit if test_counts[k]) / n_omit
+                for e in evaluations[c]
+            ]
             for c in columns
         },
         "errors": {c: [e["errors"] for e in evaluations[c]] for c in columns},
@@ -113,6 +117,7 @@ def analyse(
             "errors": mean_ci(metric["errors"][c]),
             "per_seed_accuracy": metric["overall"][c],
             "per_seed_errors": metric["errors"][c],
+            "per_seed_omitted_accuracy": metric["omitted"][c],
         }
         for c in columns
     }

@@ -13,12 +13,14 @@ from kdlab.reporting.stats import mean_ci
 
 
 def per_seed_table(columns: list[str], num_classes: int, per_class: dict[str, list[list[float]]]) -> dict:
-    """{column: {"0": [% per seed], ..., "Avg": [mean of the per-class % per seed]}}."""
+    """{column: {"0": [% per seed], ..., "Avg": [mean of the per-class % per seed]}}; a class
+    without test images (None: no data) is left out of Avg."""
     table = {}
     for col in columns:
         seeds = per_class[col]
-        cells = {str(c): [100.0 * s[c] for s in seeds] for c in range(num_classes)}
-        cells["Avg"] = [sum(100.0 * v for v in s) / num_classes for s in seeds]
+        cells = {str(c): [None if s[c] is None else 100.0 * s[c] for s in seeds] for c in range(num_classes)}
+        known = [[100.0 * v for v in s if v is not None] for s in seeds]
+        cells["Avg"] = [sum(v) / len(v) if v else None for v in known]
         table[col] = cells
     return table
 
@@ -27,13 +29,15 @@ def summarise(per_seed: dict) -> tuple[dict, dict]:
     """Means and CI half-widths (None for one seed) of a per-seed table, in the same shape."""
     means, ci95 = {}, {}
     for col, cells in per_seed.items():
-        stats = {row: mean_ci(values) for row, values in cells.items()}
+        stats = {row: (None, None) if None in values else mean_ci(values) for row, values in cells.items()}
         means[col] = {row: m for row, (m, _) in stats.items()}
         ci95[col] = {row: hw for row, (_, hw) in stats.items()}
     return means, ci95
 
 
-def cell(mean: float, hw: float | None, decimals: int) -> str:
+def cell(mean: float | None, hw: float | None, decimals: int) -> str:
+    if mean is None:
+        return "no data"
     return f"{mean:.{decimals}f}" if hw is None else f"{mean:.{decimals}f} ± {hw:.{decimals}f}"
 
 
@@ -69,7 +73,9 @@ def table_csv(means: dict, ci95: dict, columns: list[str], classes: tuple[str, .
     writer.writerow(["Class", *columns, *([f"{c} ci95" for c in columns] if several else [])])
     for c, name in [*enumerate(classes), (None, "Avg")]:
         key, decimals = ("Avg", 2) if c is None else (str(c), 1)
-        row = [name] + [f"{means[col][key]:.{decimals}f}" for col in columns]
+        row = [name] + [
+            "" if means[col][key] is None else f"{means[col][key]:.{decimals}f}" for col in columns
+        ]
         if several:
             row += ["" if ci95[col][key] is None else f"{ci95[col][key]:.{decimals}f}" for col in columns]
         writer.writerow(row)
@@ -87,8 +93,11 @@ def per_seed_csv(per_seed: dict, seeds: dict[str, list[int]], classes: tuple[str
                 [
                     col,
                     seed,
-                    *(f"{cells[str(c)][i]:.4f}" for c in range(len(classes))),
-                    f"{cells['Avg'][i]:.4f}",
+                    *(
+                        "" if v is None else f"{v:.4f}"
+                        for v in (cells[str(c)][i] for c in range(len(classes)))
+                    ),
+                    "" if cells["Avg"][i] is None else f"{cells['Avg'][i]:.4f}",
                 ]
             )
     return buf.getvalue()

@@ -65,7 +65,7 @@ class EvalResult:
 
     loss: torch.Tensor  # [K] mean cross-entropy
     accuracy: torch.Tensor  # [K] fraction correct
-    per_class: torch.Tensor  # [K, C] fraction correct per true class
+    per_class: torch.Tensor  # [K, C] fraction correct per true class; NaN: no image of the class
     errors: torch.Tensor  # [K] count of wrong predictions
 
 
@@ -92,7 +92,7 @@ def score(logits: torch.Tensor, y: torch.Tensor, num_classes: int) -> EvalResult
     return EvalResult(
         loss=loss,
         accuracy=correct.mean(1),
-        per_class=per_class / counts.clamp(min=1),
+        per_class=per_class / counts,  # 0/0: NaN, "no data", for a class absent from y
         errors=(n - correct.sum(1)).to(torch.int64),
     )
 

@@ -1,0 +1,80 @@
+"""Helpers shared by the tests: synthetic IDX files, the reduced budgets of the end-to-end
+runs, and an MLP computed by hand."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdlab.data.datasets import SPLIT_FILES
+
+STEMS = tuple(SPLIT_FILES.values())
+TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = STEMS
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX encoding of a uint8 array: magic 0x000008<ndim>, big-endian dims, the bytes."""
+    a = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, a.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in a.shape)
+    return header + a.tobytes()
+
+
+def gz(data: bytes, mtime: int = 0) -> bytes:
+    """Deterministic gzip (fixed mtime) so the md5 of the file is stable."""
+    return gzip.compress(data, mtime=mtime)
+
+
+def idx_arrays(n_train: int, n_test: int, shape: tuple[int, int], seed: int) -> dict[str, np.ndarray]:
+    """Small random 'images' of `shape` with labels 0-9, keyed by file stem."""
+    rng = np.random.default_rng(seed)
+    return {
+        TRAIN_IMAGES: rng.integers(0, 256, (n_train, *shape), dtype=np.uint8),
+        TRAIN_LABELS: rng.integers(0, 10, n_train, dtype=np.uint8),
+        TEST_IMAGES: rng.integers(0, 256, (n_test, *shape), dtype=np.uint8),
+        TEST_LABELS: rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+
+
+def write_idx(folder: Path, files: dict[str, bytes], gzipped: bool = True) -> Path:
+    """Write IDX files into `folder` (created), as `<stem>.gz` or raw `<stem>`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, data in files.items():
+        if gzipped:
+            (folder / f"{stem}.gz").write_bytes(gz(data))
+        else:
+            (folder / stem).write_bytes(data)
+    return folder
+
+
+def files_under(folder: Path) -> list[str]:
+    """All files below `folder` (relative paths, sorted); [] if it does not exist."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def budget(epochs: int, subset: int, teacher: tuple[int, ...] = (300, 300), *extra: str) -> list[str]:
+    """The options of a reduced-budget end-to-end run (quiet), plus `extra`."""
+    return [
+        "--epochs", str(epochs), "--subset", str(subset), "--batch-size", "100", "--quiet",
+        "--teacher-hidden", *map(str, teacher), *extra,
+    ]  # fmt: skip
+
+
+def classes_data(n: int = 240, d: int = 12, c: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A small learnable problem: the label is the argmax of the first c features, 10% noisy."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    return x, (x[:, :c].argmax(1) + (torch.rand(n, generator=g) < 0.1).long()) % c
+
+
+def mlp_by_hand(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Logits of one saved MLP (w{i}: [in, out], b{i}) on x, without dropout: what evaluation
+    must compute (inverted dropout needs no scaling at test time)."""
+    layers = len([k for k in state if k.startswith("w")])
+    for i in range(layers):
+        x = x @ state[f"w{i}"] + state[f"b{i}"]
+        if i < layers - 1:
+            x = torch.relu(x)
+    return x

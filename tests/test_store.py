@@ -1,0 +1,157 @@
+"""The model store: a reused model is exactly the model the settings ask for.
+
+Changing anything its weights depend on changes its key; a damaged stored model is detected
+and trained again; and a change to the engine that changes trained weights is caught by a
+reference fingerprint of a tiny deterministic run (then bump ENGINE_VERSION)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from helpers import classes_data
+
+from kdlab.config import RunOptions
+from kdlab.protocols.common import ModelJob, data_identity, taught_by, train_or_load
+from kdlab.training.engine import TrainSpec, train_group
+from kdlab.training.store import WEIGHTS, ModelStore
+
+SPEC = TrainSpec(
+    sizes=(12, 16, 4),
+    dropout=0.5,
+    epochs=2,
+    batch_size=32,
+    lr=1e-2,
+    alpha=0.0,
+    temperature=1.0,
+    t2=False,
+    init_seed=1,
+    stream_seed=2,
+)
+
+
+def _dataset(mean=(0.1307,), std=(0.3081,)) -> SimpleNamespace:
+    return SimpleNamespace(hashes={"train": "ab", "test": "cd"}, spec=SimpleNamespace(mean=mean, std=std))
+
+
+def _changed(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, str):
+        return "cnn" if value == "mlp" else value + "x"
+    return (*value, 1)
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(TrainSpec)])
+def test_every_training_setting_changes_the_key(name):
+    identity = data_identity(_dataset(), torch.device("cpu"))
+    other = dataclasses.replace(SPEC, **{name: _changed(getattr(SPEC, name))})
+    assert ModelJob("m", other, identity, 0).key != ModelJob("m", SPEC, identity, 0).key
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        data_identity(_dataset(mean=(0.2,)), torch.device("cpu")),
+        data_identity(_dataset(std=(0.5,)), torch.device("cpu")),
+        data_identity(_dataset(), torch.device("cuda")),
+        {**data_identity(_dataset(), torch.device("cpu")), "data_sha256": {"train": "ab", "test": "ce"}},
+    ],
+    ids=["mean", "std", "device", "data"],
+)
+def test_normalisation_device_and_data_change_the_key(other):
+    base = data_identity(_dataset(), torch.device("cpu"))
+    assert ModelJob("m", SPEC, other, 0).key != ModelJob("m", SPEC, base, 0).key
+
+
+def test_a_student_names_its_teacher_by_its_weights():
+    identity = data_identity(_dataset(), torch.device("cpu"))
+
+    def teacher(digest: str) -> SimpleNamespace:
+        return SimpleNamespace(record={"weights_sha256": digest, "key": "same recipe"})
+
+    one, two = taught_by(identity, teacher("1" * 64)), taught_by(identity, teacher("2" * 64))
+    assert ModelJob("KD", SPEC, one, 0).key != ModelJob("KD", SPEC, two, 0).key
+
+
+def _train(store: ModelStore) -> list:
+    x, y = classes_data()
+    job = ModelJob("Norm", SPEC, data_identity(_dataset(), torch.device("cpu")), 0)
+    opts = RunOptions(quiet=True)
+    return train_or_load([job], store, opts, x, y, torch.arange(len(x)), None, x, y, 4, {})
+
+
+def test_a_damaged_model_is_detected_and_trained_again(tmp_path):
+    store = ModelStore(tmp_path / "models")
+    first = _train(store)[0]
+    assert not first.reused and first.record["weights_sha256"]
+    assert _train(store)[0].reused
+    weights = first.folder / WEIGHTS
+    damaged = bytearray(weights.read_bytes())
+    damaged[-1] ^= 0xFF  # one flipped bit of the last weight
+    weights.write_bytes(bytes(damaged))
+    with pytest.warns(UserWarning, match="damaged"):
+        again = _train(store)[0]
+    assert not again.reused
+    assert again.record["weights_sha256"] == first.record["weights_sha256"]  # retrained: same weights
+    assert (
+        json.loads((first.folder / "record.json").read_text())["weights_sha256"]
+        == first.record["weights_sha256"]
+    )
+
+
+# Rounded statistics of the weights of a tiny deterministic run (2 epochs, dropout, Adam, KD);
+# rounding across x86 CPUs moves them by far less than the tolerance, a changed random stream
+# or update rule by far more.
+REFERENCE = {
+    "0.w0.sum": 1.2820815,
+    "0.w0.abs": 26.911603,
+    "0.b0.sum": 0.346351458,
+    "0.b0.abs": 2.41395073,
+    "0.w1.sum": 0.483863558,
+    "0.w1.abs": 8.66013693,
+    "0.b1.sum": 0.0826940527,
+    "0.b1.abs": 0.310055039,
+    "1.w0.sum": -1.04624637,
+    "1.w0.abs": 25.3594346,
+    "1.b0.sum": -0.105253951,
+    "1.b0.abs": 2.21617752,
+    "1.w1.sum": 1.43220879,
+    "1.w1.abs": 5.9408845,
+    "1.b1.sum": -0.508373111,
+    "1.b1.abs": 0.609095424,
+}
+TOLERANCE = 2e-5  # relative (and absolute near 0): Adam eps 1e-8 -> 1e-6 moves them 15 times more
+
+
+def fingerprint() -> dict[str, float]:
+    x, y = classes_data()
+    teacher_logits = torch.randn(len(x), 4, generator=torch.Generator().manual_seed(5))
+    specs = [SPEC, dataclasses.replace(SPEC, alpha=0.9, temperature=4.0, t2=True, init_seed=3, stream_seed=4)]
+    model, _ = train_group(specs, x, y, torch.arange(len(x)), teacher_logits, x, y, 4)
+    stats = {}
+    for k in range(len(specs)):
+        for name, value in model.state_of(k).items():
+            stats[f"{k}.{name}.sum"] = float(value.double().sum())
+            stats[f"{k}.{name}.abs"] = float(value.double().abs().sum())
+    return stats
+
+
+def test_the_engine_still_trains_the_reference_weights():
+    measured = fingerprint()
+    off = {
+        name: (value, measured[name])
+        for name, value in REFERENCE.items()
+        if not math.isclose(measured[name], value, rel_tol=TOLERANCE, abs_tol=TOLERANCE)
+    }
+    assert not off, (
+        f"trained weights changed (reference, now): {off}. If the change is intended, bump "
+        "ENGINE_VERSION in kdlab/protocols/common.py (stored models are then trained again) and "
+        "update REFERENCE in this file with the values fingerprint() gives."
+    )
