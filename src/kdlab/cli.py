@@ -7,9 +7,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from kdlab import KdlabError, __version__
+from kdlab import KdlabError, __version__, tracking
 from kdlab.config import RunOptions, add_arguments, from_args, load_toml
+from kdlab.data.pack import PackOptions
 from kdlab.protocols import every_digit, hinton2015, mythical_digit
+from kdlab.protocols.common import out_folder
 from kdlab.sweep.options import Budget, RayOptions, SharedRunOptions
 from kdlab.sweep.tune import TuneBudget
 
@@ -61,14 +63,38 @@ def build_parser() -> argparse.ArgumentParser:
             add_arguments(sub.add_argument_group("budget overrides"), cls)
         add_arguments(sub.add_argument_group("ray"), RayOptions)
         add_arguments(sub.add_argument_group("run"), SharedRunOptions)
+    data = commands.add_parser("data", help="prepare your own data set")
+    data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    pack_help = "pack a folder of images in class subfolders into an .npz data set (see README)"
+    pack = data_commands.add_parser("pack", help=pack_help, description=pack_help)
+    layout = "<class>/<image> or train|test/<class>/<image>"
+    pack.add_argument("folder", type=Path, metavar="FOLDER", help=layout)
+    pack.add_argument("npz", type=Path, metavar="OUT.npz", help="the data set file to write")
+    add_arguments(pack.add_argument_group("options"), PackOptions)
     return parser
+
+
+def _data(args: argparse.Namespace) -> None:
+    from kdlab.data.pack import pack
+
+    counts = pack(args.folder, args.npz, from_args(PackOptions, args))
+    print(
+        f"wrote {args.npz}: {counts['classes']} classes, "
+        f"{counts['train']} training and {counts['test']} test images"
+    )
 
 
 def _run(args: argparse.Namespace) -> None:
     config_cls, run, _ = PROTOCOLS[args.protocol]
     opts = from_args(RunOptions, args)
     base = load_toml(opts.config) if opts.config else None
-    run(from_args(config_cls, args, base), opts)
+    config = from_args(config_cls, args, base)
+    if opts.tracker:
+        tracking.require(opts.tracker)
+    run(config, opts)
+    if opts.tracker:
+        out = out_folder(opts, args.protocol)
+        tracking.log_run(opts.tracker, out, out, opts.tracking_uri, args.protocol, out.resolve().name)
 
 
 def _sweep(args: argparse.Namespace) -> None:
@@ -88,7 +114,7 @@ def _tune(args: argparse.Namespace) -> None:
     run_tune(spec, from_args(SharedRunOptions, args), from_args(RayOptions, args, spec.resources))
 
 
-COMMANDS = {"run": _run, "sweep": _sweep, "tune": _tune}
+COMMANDS = {"run": _run, "sweep": _sweep, "tune": _tune, "data": _data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -123,6 +123,12 @@ class RunOptions:
     download: bool = option(True, "download missing data from the public mirrors")
     memory_mb: int = option(4096, "memory budget of one training group; more models train in turns")
     config: Path | None = option(None, "TOML file of experiment settings; options given here win")
+    tracker: str | None = option(
+        None, "also log the run to tensorboard (<out>/tensorboard/) or mlflow (needs the tracking extra)"
+    )
+    tracking_uri: str | None = option(
+        None, "MLflow tracking URI (default: sqlite:///<out>/mlflow.db); only with --tracker mlflow"
+    )
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -131,3 +137,7 @@ class RunOptions:
             raise KdlabError(f"--memory-mb must be >= 1, not {self.memory_mb}")
         if self.threads < 0:
             raise KdlabError(f"--threads must be >= 0, not {self.threads}")
+        if self.tracker not in (None, "tensorboard", "mlflow"):
+            raise KdlabError(f"--tracker must be tensorboard or mlflow, not {self.tracker!r}")
+        if self.tracking_uri is not None and self.tracker != "mlflow":
+            raise KdlabError("--tracking-uri needs --tracker mlflow")

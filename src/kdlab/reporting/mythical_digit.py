@@ -251,7 +251,7 @@ def write_mythical_digit_outputs(
             "",
             f"- Wall time {wall_time_s:.1f} s; training time per group: {times}.",
             f"- Config: `{to_dict(config)}`",
-            f"- Data: {config.dataset}, IDX sha256 "
+            f"- Data: {config.dataset}, sha256 "
             + ", ".join(f"{k} {v[:12]}…" for k, v in provenance["data_sha256"].items()),
             f"- Versions: {provenance['versions']}",
             "",
@@ -268,6 +268,7 @@ def write_mythical_digit_outputs(
         "comparisons": comparisons,
         "calibration": calibration,
         "bias_curves": bias_curves,
+        "classes": list(classes),
         "omitted_classes": [classes[c] for c in omit],
         "overfitting": overfit,
         "findings": findings,

@@ -11,8 +11,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from kdlab.data import DATASETS
-
 Metric = Callable[[dict, str, str], list[float]]
 
 
@@ -23,7 +21,7 @@ def _overall(col: str) -> Metric:
 def _before(kd: bool) -> Metric:
     def metric(r: dict, norm_no: str, kd_no: str) -> list[float]:
         per_class = r["per_seed"][kd_no if kd else norm_no]  # keyed by class index
-        classes = DATASETS[r["config"]["dataset"]].classes
+        classes = r["classes"]
         return np.mean([per_class[str(classes.index(c))] for c in r["omitted_classes"]], axis=0).tolist()
 
     return metric

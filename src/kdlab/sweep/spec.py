@@ -68,6 +68,8 @@ def make_config(cls: type, values: dict[str, Any]) -> Any:
         if name not in names:
             raise KdlabError(f"unknown parameter {key!r} for {cls.__name__}")
         converted[name] = tuple(value) if isinstance(value, list) else value
+    if str(converted.get("dataset", "")).endswith(".npz"):  # the workers may run in another folder
+        converted["dataset"] = str(Path(converted["dataset"]).resolve())
     if isinstance(converted.get("seeds"), int):
         converted["seeds"] = (converted["seeds"],)
     try:
