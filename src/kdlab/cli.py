@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from kdlab import KdlabError, __version__, tracking
 from kdlab.config import RunOptions, add_arguments, from_args, load_toml
 from kdlab.data.pack import PackOptions
 from kdlab.protocols import every_digit, hinton2015, mythical_digit
-from kdlab.protocols.common import out_folder
 from kdlab.sweep.options import Budget, RayOptions, SharedRunOptions
 from kdlab.sweep.tune import TuneBudget
 
@@ -90,10 +90,10 @@ def _run(args: argparse.Namespace) -> None:
     base = load_toml(opts.config) if opts.config else None
     config = from_args(config_cls, args, base)
     if opts.tracker:
-        tracking.require(opts.tracker)
-    run(config, opts)
-    if opts.tracker:
-        out = out_folder(opts, args.protocol)
+        tracking.require(opts.tracker)  # before anything runs
+    out = opts.out or Path("runs") / args.protocol
+    run(config, replace(opts, out=out))
+    if opts.tracker:  # from what the run wrote: no number can change
         tracking.log_run(opts.tracker, out, out, opts.tracking_uri, args.protocol, out.resolve().name)
 
 

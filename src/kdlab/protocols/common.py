@@ -35,11 +35,6 @@ def setup_torch(opts: RunOptions) -> torch.device:
     return torch.device(opts.device)
 
 
-def out_folder(opts: RunOptions, protocol: str) -> Path:
-    """Where a run of `protocol` writes: --out, else runs/<protocol>."""
-    return opts.out or Path("runs") / protocol
-
-
 def prepare_out(out: Path, protocol: str, dataset: str) -> None:
     """Claim `out` for this experiment; refuse a folder holding anything else."""
     marker = out / MARKER

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -22,7 +23,6 @@ from kdlab.protocols.common import (
     ModelJob,
     TrainedModel,
     derive_seed,
-    out_folder,
     prepare_out,
     provenance,
     setup_torch,
@@ -150,7 +150,7 @@ class Stage:
 def run(config: Hinton2015Config, opts: RunOptions) -> dict:
     start = time.perf_counter()
     device = setup_torch(opts)
-    out = out_folder(opts, NAME)
+    out = opts.out or Path("runs") / NAME
     data = load_dataset(config.dataset, opts.data_dir, opts.download, opts.quiet)
     if len(data.classes) <= max(OMITTED, *KEPT):
         raise KdlabError(f"{config.dataset} has too few classes for this protocol")

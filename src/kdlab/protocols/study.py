@@ -18,7 +18,6 @@ from kdlab.protocols.common import (
     ModelJob,
     TrainedModel,
     derive_seed,
-    out_folder,
     prepare_out,
     provenance,
     setup_torch,
@@ -333,7 +332,7 @@ def open_study(
 ) -> Study:
     """Load the data, claim the output folder, and train (or reuse) the teacher."""
     device = setup_torch(opts)
-    out = out_folder(opts, protocol)
+    out = opts.out or Path("runs") / protocol
     data = load_dataset(config.dataset, opts.data_dir, opts.download, opts.quiet)
     for name in omit_fields:  # class names or indices, stored as names
         indices = resolve_classes(getattr(config, name), data.classes)
