@@ -90,9 +90,17 @@ def test_tensorboard_logs_match_the_run(tracked):
 
 
 def test_tensorboard_rerun_replaces_its_logs(npz, tracked):
-    """A rerun rewrites the event files rather than appending a second copy of every epoch."""
-    files = sorted(p.name for p in (tracked / "tensorboard" / "KD" / "seed0").iterdir())
-    assert len(files) == 1
+    """A rerun rewrites the event files rather than adding a second copy of every epoch."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    args = ["run", "mythical-digit", "--dataset", str(npz), "--omit", "three", "--out", str(tracked), *SMALL]
+    assert main([*args, "--tracker", "tensorboard"]) == 0
+    folder = tracked / "tensorboard" / "KD" / "seed0"
+    assert len(list(folder.iterdir())) == 1
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("loss/train")] == [1, 2]
+    assert not [p for p in (tracked).iterdir() if p.name.startswith(".tensorboard")]  # no leftovers
 
 
 def test_mlflow_logs_match_the_run(tracked, tmp_path):
