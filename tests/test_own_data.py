@@ -72,6 +72,27 @@ def test_toy_npz_loads(tmp_path):
     assert data.hashes == {"npz": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
+def test_unsigned_labels(tmp_path):
+    arrays = toy(y_train=(np.arange(12) % 3).astype(np.uint64), y_test=(np.arange(6) % 3).astype(np.uint8))
+    assert (
+        load_dataset(str(save(tmp_path / "u.npz", arrays))).y_train.tolist() == (np.arange(12) % 3).tolist()
+    )
+
+
+def test_npz_in_a_config_file_with_class_names(tmp_path, monkeypatch):
+    """`dataset = "PATH.npz"` in a --config file, and --omit by one of the file's class names."""
+    save(tmp_path / "toy.npz", toy())
+    config = tmp_path / "c.toml"
+    config.write_text('dataset = "toy.npz"\nomit = ["bee"]\nteacher_hidden = [8]\nstudent_hidden = [4]\n')
+    out = tmp_path / "out"
+    args = ["run", "mythical-digit", "--config", str(config), "--out", str(out), "--epochs", "1", "--quiet"]
+    monkeypatch.chdir(tmp_path)  # a relative path is read from where kdlab runs
+    assert main(args) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert result["config"]["dataset"] == "toy.npz" and result["classes"] == ["ant", "bee", "cat"]
+    assert result["omitted_classes"] == ["bee"] and "KD Nobee" in result["table"]
+
+
 def test_classes_default_to_indices(tmp_path):
     data = load_dataset(str(save(tmp_path / "toy.npz", toy(classes=None))))
     assert data.classes == ("0", "1", "2")
@@ -146,6 +167,10 @@ BAD = {
     "bytes class names": (toy(classes=np.array([b"a", b"b", b"c"])), "1-D unicode string array"),
     "repeated class names": (toy(classes=np.array(["a", "b", "a"])), "class names repeat"),
     "blank class name": (toy(classes=np.array(["a", " ", "c"])), "class names must be non-empty"),
+    "huge label without classes": (
+        toy(classes=None, y_test=np.array([0, 1, 2, 0, 1, 10**12])),
+        "labels go up to 1000000000000 but there are only 12 training images",
+    ),
     "one class": (
         toy(classes=np.array(["a"]), y_train=np.zeros(12, int), y_test=np.zeros(6, int)),
         "at least two classes",

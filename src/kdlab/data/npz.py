@@ -100,13 +100,18 @@ def _check_labels(path: Path, arrays: dict[str, np.ndarray]) -> int:
         count = len(names)
     else:
         count = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
+        if count > len(arrays["y_train"]):  # each class needs a training image
+            raise KdlabError(
+                f"{path}: labels go up to {count - 1} but there are only {len(arrays['y_train'])} "
+                "training images (without `classes`, the classes are 0..largest label)"
+            )
     for split in ("train", "test"):
         y = arrays[f"y_{split}"]
         low, high = int(y.min()), int(y.max())
         if low < 0 or high >= count:
             bad = low if low < 0 else high
             raise KdlabError(f"{path}: y_{split} holds label {bad}, outside 0..{count - 1}")
-        missing = np.flatnonzero(np.bincount(y, minlength=count) == 0)
+        missing = np.flatnonzero(np.bincount(y.astype(np.int64), minlength=count) == 0)
         if len(missing):
             raise KdlabError(
                 f"{path}: class {', '.join(map(str, missing[:10].tolist()))} has no image in the "
