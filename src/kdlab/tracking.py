@@ -27,12 +27,12 @@ import numpy as np
 from kdlab import KdlabError
 
 PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # tracker -> the package it needs
-HISTORY = {
+HISTORY = {  # key of a record's per-epoch history -> TensorBoard tag
     "train_loss": "loss/train",
     "val_loss": "loss/val",
     "train_acc": "accuracy/train",
     "val_acc": "accuracy/val",
-}  # fmt: skip  record history key -> TensorBoard tag
+}
 ARTIFACTS = ("table.md", "results.json", "report.md")
 
 
