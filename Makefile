@@ -6,7 +6,7 @@ PYTHON ?= python3
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q torch==2.13.0
-	$(VENV)/bin/pip install -q -e ".[dev,ray]"
+	$(VENV)/bin/pip install -q -e ".[dev,ray,tracking]"
 	touch $@
 
 .PHONY: setup run test bench

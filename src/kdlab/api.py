@@ -27,9 +27,12 @@ if TYPE_CHECKING:
 
     from kdlab.result import Result
 
-# run options a caller may set: `out` is `Result.save`'s, `quiet` is `progress`'s, `config` the argument's
+# run options a caller may set: `out` is `Result.save`'s, `quiet` is `progress`'s, `config` the
+# argument's; trackers log an output folder, which only `Result.save` and the command line write
 RUN_SETTINGS = tuple(
-    f.name for f in dataclasses.fields(RunOptions) if f.name not in ("out", "quiet", "config")
+    f.name
+    for f in dataclasses.fields(RunOptions)
+    if f.name not in ("out", "quiet", "config", "tracker", "tracking_uri")
 )
 
 

@@ -8,8 +8,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from kdlab import KdlabError, __version__, protocols
+from kdlab import KdlabError, __version__, protocols, tracking
 from kdlab.config import RunOptions, add_arguments, from_args, load_toml
+from kdlab.data.pack import PackOptions
 from kdlab.sweep.options import Budget, RayOptions, SharedRunOptions
 from kdlab.sweep.tune import TuneBudget
 
@@ -44,7 +45,25 @@ def build_parser() -> argparse.ArgumentParser:
             add_arguments(sub.add_argument_group("budget overrides"), cls)
         add_arguments(sub.add_argument_group("ray"), RayOptions)
         add_arguments(sub.add_argument_group("run"), SharedRunOptions)
+    data = commands.add_parser("data", help="prepare your own data set")
+    data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    pack_help = "pack a folder of images in class subfolders into an .npz data set (see README)"
+    pack = data_commands.add_parser("pack", help=pack_help, description=pack_help)
+    layout = "<class>/<image> or train|test/<class>/<image>"
+    pack.add_argument("folder", type=Path, metavar="FOLDER", help=layout)
+    pack.add_argument("npz", type=Path, metavar="OUT.npz", help="the data set file to write")
+    add_arguments(pack.add_argument_group("options"), PackOptions)
     return parser
+
+
+def _data(args: argparse.Namespace) -> None:
+    from kdlab.data.pack import pack
+
+    counts = pack(args.folder, args.npz, from_args(PackOptions, args))
+    print(
+        f"wrote {args.npz}: {counts['classes']} classes, "
+        f"{counts['train']} training and {counts['test']} test images"
+    )
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -54,6 +73,8 @@ def _run(args: argparse.Namespace) -> None:
     opts = from_args(RunOptions, args)
     base = load_toml(opts.config) if opts.config else None
     config = from_args(proto.config, args, base)
+    if opts.tracker:
+        tracking.require(opts.tracker)  # before anything runs
     out = opts.out or Path("runs") / proto.name
     opts = replace(opts, out=out, models_dir=opts.models_dir or out / "models")
     result = proto.run(config, opts)
@@ -62,6 +83,8 @@ def _run(args: argparse.Namespace) -> None:
         print()  # past the progress bars
     print(result.summary())
     print(f"\nwrote {out}/ ({result.files()}) in {result.data['wall_time_s']:.1f} s")
+    if opts.tracker:  # from what the run wrote: no number can change
+        tracking.log_run(opts.tracker, out, out, opts.tracking_uri, proto.name, out.resolve().name)
 
 
 def _sweep(args: argparse.Namespace) -> None:
@@ -81,7 +104,7 @@ def _tune(args: argparse.Namespace) -> None:
     run_tune(spec, from_args(SharedRunOptions, args), from_args(RayOptions, args, spec.resources))
 
 
-COMMANDS = {"run": _run, "sweep": _sweep, "tune": _tune}
+COMMANDS = {"run": _run, "sweep": _sweep, "tune": _tune, "data": _data}
 
 
 def main(argv: list[str] | None = None) -> int:

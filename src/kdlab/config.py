@@ -214,8 +214,18 @@ class RunOptions:
     download: bool = option(True, "download missing data from the public mirrors")
     memory_mb: int = option(4096, "memory budget of one training group; more models train in turns", ge=1)
     config: Path | None = option(None, "TOML file of experiment settings; options given here win")
+    tracker: str | None = option(
+        None,
+        "also log the run to tensorboard (<out>/tensorboard/) or mlflow (needs the tracking extra)",
+        choices=("tensorboard", "mlflow"),
+    )
+    tracking_uri: str | None = option(
+        None, "MLflow tracking URI (default: sqlite:///<out>/mlflow.db); only with --tracker mlflow"
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise KdlabError(f"--device must be cpu, cuda or auto, not {self.device!r}")
+        if self.tracking_uri is not None and self.tracker != "mlflow":
+            raise KdlabError("--tracking-uri needs --tracker mlflow")

@@ -33,7 +33,8 @@ from kdlab.data.idx import parse_idx, read_file
 
 IDX = "idx"  # MNIST-style IDX files, gzipped or raw
 CIFAR_BINARY = "cifar-binary"  # CIFAR-10's binary batch files
-FORMATS = (IDX, CIFAR_BINARY)
+NPZ = "npz"  # the user's own data: one .npz file (see kdlab.data.npz)
+FORMATS = (IDX, CIFAR_BINARY, NPZ)
 
 SPLIT_FILES = {  # the IDX files, by role
     "train_images": "train-images-idx3-ubyte",
@@ -453,13 +454,24 @@ def _download_cifar(spec: DatasetSpec, quiet: bool) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 
+def scaled(a: np.ndarray) -> torch.Tensor:
+    """Channel-major images [N, ...] as float32 [N, D] in [0, 1]: uint8 divided by 255, float as
+    given (already in [0, 1])."""
+    x = torch.from_numpy(a.reshape(len(a), -1).astype(np.float32))
+    return x.div_(255.0) if a.dtype == np.uint8 else x
+
+
+def normalise(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """Scaled images [N, D] normalised in place per channel (channel-major: each channel's
+    pixels are contiguous)."""
+    channels = x.view(len(x), len(mean), -1)
+    channels.sub_(torch.tensor(mean).view(-1, 1)).div_(torch.tensor(std).view(-1, 1))
+    return x
+
+
 def _images(a: np.ndarray, spec: DatasetSpec) -> torch.Tensor:
     """uint8 images [N, ...] as float32 [N, D] scaled to [0, 1] and normalised per channel."""
-    n = len(a)
-    x = torch.from_numpy(a.reshape(n, -1).astype(np.float32)).div_(255.0)
-    channels = x.view(n, spec.channels, -1)  # channel-major: each channel's pixels are contiguous
-    channels.sub_(torch.tensor(spec.mean).view(-1, 1)).div_(torch.tensor(spec.std).view(-1, 1))
-    return x
+    return normalise(scaled(a), spec.mean, spec.std)
 
 
 def load_dataset(
@@ -469,9 +481,16 @@ def load_dataset(
     quiet: bool = False,
 ) -> Dataset:
     """Load a whole data set as normalised tensors, every file verified (see the module's
-    docstring for how each format is)."""
+    docstring for how each format is). A name ending in `.npz` is a file of the user's own
+    data (see `kdlab.data.npz`), found by its path rather than under a data root."""
+    if name.endswith(".npz"):
+        from kdlab.data.npz import load_npz  # it builds on this module
+
+        return load_npz(Path(name))
     if name not in DATASETS:
-        raise KdlabError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+        raise KdlabError(
+            f"unknown data set {name!r}; known: {', '.join(DATASETS)}, or the path of an .npz file"
+        )
     spec = DATASETS[name]
     folder = locate(spec, data_dir, download, quiet)
     load = _load_idx if spec.format == IDX else _load_cifar

@@ -203,6 +203,7 @@ def analyse(
         "comparisons": comparisons,
         "calibration": calibration,
         "bias_curves": bias_curves,
+        "classes": list(classes),
         "omitted_classes": [classes[c] for c in omit],
         "overfitting": overfit,
         "findings": findings,
@@ -278,7 +279,7 @@ def render(result: dict, config, classes: tuple[str, ...], models: dict) -> Resu
             "",
             f"- Wall time {wall_time_s:.1f} s; training time per group: {times}.",
             f"- Config: `{to_dict(config)}`",
-            f"- Data: {config.dataset}, IDX sha256 "
+            f"- Data: {config.dataset}, sha256 "
             + ", ".join(f"{k} {v[:12]}…" for k, v in result["data_sha256"].items()),
             f"- Versions: {result['versions']}",
             "",

@@ -19,7 +19,9 @@ from kdlab.protocols.study import StudyConfig
 BUDGET_FIELDS = ("epochs", "seeds", "subset")
 # no `fresh`: the points share their models, so retraining them per point would defeat the sweep;
 # to start over, remove the sweep's output folder
-SHARED_RUN_FIELDS = ("data_dir", "models_dir", "quiet", "device", "download", "memory_mb")
+SHARED_RUN_FIELDS = (
+    "data_dir", "models_dir", "quiet", "device", "download", "memory_mb", "tracker", "tracking_uri"
+)  # fmt: skip
 
 
 def copy_fields(cls: type, names: tuple[str, ...], unset: bool) -> list[tuple[str, Any, Any]]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdlab import KdlabError
+from kdlab import KdlabError, tracking
 from kdlab.config import RunOptions, to_dict
 from kdlab.data import load_dataset
 from kdlab.io import atomic_write_json, atomic_write_text
@@ -192,6 +192,8 @@ def run_sweep(spec: SweepSpec, shared: Any, ray_opts: RayOptions) -> dict:
     """Run every unfinished point of `spec` on Ray; returns the summary and what ran."""
     points = spec.points()
     shared = absolute_data_dir(shared)
+    if shared.tracker:
+        tracking.require(shared.tracker)
     paths = sweep_paths(spec, shared, ray_opts)
     say = (lambda _msg: None) if shared.quiet else print
     atomic_write_json(
@@ -242,6 +244,17 @@ def run_points(ray, spec, todo: list[Point], shared, ray_opts, paths: Paths, rec
         record = {"point": point.id, "params": point.params, "config": to_dict(point.config), **outcome}
         atomic_write_json(paths.record(point.id), record)
         records[point.id] = record
+        if shared.tracker:  # each point its own run, with its swept values
+            tracking.log_run(
+                shared.tracker,
+                paths.point(point.id),
+                paths.out,
+                shared.tracking_uri,
+                f"sweep-{spec.name}",
+                describe(point),
+                point.params,
+                point.id,
+            )
         done = len(todo) - len(pending)
         say(f"[{done}/{len(todo)}] {describe(point)} ({outcome['wall_time_s']:.1f} s)")
     return failures

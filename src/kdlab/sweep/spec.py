@@ -69,6 +69,8 @@ def make_config(cls: type, values: dict[str, Any]) -> Any:
         if name not in names:
             raise KdlabError(f"unknown parameter {key!r} for {cls.__name__}")
         converted[name] = value
+    if str(converted.get("dataset", "")).endswith(".npz"):  # the workers may run in another folder
+        converted["dataset"] = str(Path(converted["dataset"]).resolve())
     try:
         return cls(**converted)
     except TypeError as e:

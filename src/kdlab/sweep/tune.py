@@ -245,6 +245,8 @@ def reeval_spec(spec: TuneSpec, winner: dict[str, Any], n: int) -> SweepSpec:
 def run_tune(spec: TuneSpec, shared: Any, ray_opts: RayOptions) -> dict:
     from kdlab.sweep.runner import absolute_data_dir, connect, run_sweep, train_teachers
 
+    if shared.tracker:
+        raise KdlabError("kdlab tune does not log to a tracker (yet); kdlab run and kdlab sweep do")
     shared = absolute_data_dir(shared)
     out = (ray_opts.out or Path("runs") / "tune" / spec.name).resolve()
     models = (shared.models_dir or out / "models").resolve()
