@@ -122,7 +122,7 @@ def test_local_sweep_writes_one_row_per_point_and_seed(local_sweep):
     _, out = local_sweep
     rows = _rows(out)
     assert len(rows) == 8 and Counter((r["temperature"], r["alpha"]) for r in rows) == {
-        (t, a): 2 for t in ("2", "8") for a in ("0.5", "0.9")
+        (t, a): 2 for t in ("2.0", "8.0") for a in ("0.5", "0.9")  # the settings as checked: floats
     }
     assert {r["seed"] for r in rows} == {"0", "1"}
     # every row is its point's own result, read from the point's results.json

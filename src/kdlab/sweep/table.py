@@ -64,7 +64,7 @@ def summary_markdown(records: list[dict], swept: list[str], metrics: tuple[str, 
     header = [*swept, "seeds", *metrics]
     lines = []
     for record in records:
-        cells = [cell_text(record["config"][name]) for name in swept]
+        cells = [short_text(record["config"][name]) for name in swept]
         cells.append(str(len(record["rows"])))
         for metric in metrics:
             mean, hw = mean_ci([row[metric] for row in record["rows"]])
