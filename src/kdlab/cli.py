@@ -9,7 +9,7 @@ from pathlib import Path
 
 from kdlab import KdlabError, __version__
 from kdlab.config import RunOptions, add_arguments, from_args, load_toml
-from kdlab.protocols import every_digit, hinton2015, mythical_digit
+from kdlab.protocols import every_digit, hinton2015, mythical_digit, soft_regularizer
 from kdlab.sweep.options import Budget, RayOptions, SharedRunOptions
 from kdlab.sweep.tune import TuneBudget
 
@@ -28,6 +28,11 @@ PROTOCOLS = {
         hinton2015.Hinton2015Config,
         hinton2015.run,
         "the paper's own MNIST numbers, side by side with kdlab's",
+    ),
+    soft_regularizer.NAME: (
+        soft_regularizer.SoftRegularizerConfig,
+        soft_regularizer.run,
+        "students on a fraction of the data: hard labels, early stopping, soft targets",
     ),
 }
 

@@ -218,7 +218,7 @@ def trial(
     student = study.spec(study.config.student_hidden, study.config.alpha, "student", config.seed)
     x_val, y_val = study.val
 
-    def report(epoch: int, model) -> None:
+    def report(epoch: int, model, _val) -> None:
         tune.report({"epoch": epoch, **validation_metrics(predict(model, x_val)[0], y_val, omit)})
 
     train_group(
