@@ -15,7 +15,7 @@ import torch
 
 from kdlab import KdlabError
 from kdlab.config import RunOptions, option
-from kdlab.protocols.study import StudyConfig, evaluation, open_study, shift_output_bias
+from kdlab.protocols.study import Study, StudyConfig, evaluation, open_study, shift_output_bias
 from kdlab.reporting import write_mythical_digit_outputs
 
 NAME = "mythical-digit"
@@ -42,10 +42,15 @@ def columns(omit_names: list[str]) -> list[str]:
     return ["Teacher", "Norm", "KD", f"Norm {tag}", f"KD {tag}", f"Norm {tag}+B", f"KD {tag}+B"]
 
 
+def open_teacher(config: MythicalDigitConfig, opts: RunOptions) -> Study:
+    """Load the data and train (or find) the teacher, with the omitted classes named."""
+    return open_study(config, opts, NAME, omit_fields=("omit",))
+
+
 def run(config: MythicalDigitConfig, opts: RunOptions) -> dict:
     """Train (or reuse) the teacher and the students of every seed, evaluate the seven columns."""
     start = time.perf_counter()
-    study = open_study(config, opts, NAME, omit_fields=("omit",))
+    study = open_teacher(config, opts)
     config, classes = study.config, study.data.classes
     omit = tuple(classes.index(name) for name in config.omit)
     cols = columns(list(config.omit))

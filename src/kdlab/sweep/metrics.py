@@ -1,8 +1,13 @@
-"""Per-seed metrics of a mythical-digit run, read from its results (results.json).
+"""Per-seed metrics of a run, read from its results (results.json).
 
+Mythical-digit:
 "omitted" metrics are the accuracy on the omitted classes' test images (with several
 omitted classes: the mean of their per-class accuracies); "after" means after the bias
 calibration the run's first `calibration` strategy chose.
+
+Soft-regularizer: read at the run's smallest fraction (a sweep sets `fractions = [3]` to pick
+one). "val" metrics are on the validation split, the others on the test set; `early` is the
+hard-label student at its epoch of lowest validation loss.
 """
 
 from __future__ import annotations
@@ -57,11 +62,33 @@ METRICS: dict[str, Metric] = {
 }
 
 
+def _smallest(method: str, key: str) -> Callable[[dict], list[float]]:
+    def metric(r: dict) -> list[float]:
+        return min(r["rows"], key=lambda row: row["fraction"])["methods"][method][key]
+
+    return metric
+
+
+SOFT_REGULARIZER_METRICS: dict[str, Callable[[dict], list[float]]] = {
+    f"{method}_{prefix}{key}": _smallest(method, f"{prefix}{key}")
+    for prefix in ("val_", "")
+    for method in ("soft", "early", "hard")
+    for key in ("accuracy", "loss" if prefix else "errors")
+}
+
+
+def metric_names(protocol: str) -> tuple[str, ...]:
+    return tuple(SOFT_REGULARIZER_METRICS if protocol == "soft-regularizer" else METRICS)
+
+
 def per_seed_metrics(result: dict) -> list[dict]:
-    """One dict per student seed: the seed and every metric (test accuracies in %)."""
-    tag = "No" + ",".join(result["omitted_classes"])
-    norm_no, kd_no = f"Norm {tag}", f"KD {tag}"
-    values = {name: metric(result, norm_no, kd_no) for name, metric in METRICS.items()}
+    """One dict per student seed: the seed and every metric (accuracies in %)."""
+    if result["protocol"] == "soft-regularizer":
+        values = {name: metric(result) for name, metric in SOFT_REGULARIZER_METRICS.items()}
+    else:
+        tag = "No" + ",".join(result["omitted_classes"])
+        norm_no, kd_no = f"Norm {tag}", f"KD {tag}"
+        values = {name: metric(result, norm_no, kd_no) for name, metric in METRICS.items()}
     return [
         {"seed": seed, **{k: float(v[i]) for k, v in values.items()}}
         for i, seed in enumerate(result["seeds"])

@@ -22,7 +22,6 @@ from typing import Any
 from kdlab import KdlabError
 from kdlab.config import RunOptions, to_dict
 from kdlab.io import atomic_write_json, atomic_write_text, stable_hash
-from kdlab.protocols.study import open_study
 from kdlab.sweep import require_ray
 from kdlab.sweep.metrics import per_seed_metrics
 from kdlab.sweep.options import RayOptions, trial_options
@@ -49,7 +48,7 @@ TEACHER_FIELDS = (
 
 def train_teacher(protocol: str, config: Any, opts: RunOptions) -> str:
     """Train (or find) the teacher of `config` in the shared store; its key."""
-    return open_study(config, opts, protocol, omit_fields=("omit",)).teacher_key
+    return PROTOCOLS[protocol][2](config, opts).teacher_key
 
 
 def run_point(protocol: str, config: Any, opts: RunOptions, worker_file: Path) -> dict:

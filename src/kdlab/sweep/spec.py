@@ -31,10 +31,22 @@ from typing import Any
 from kdlab import KdlabError
 from kdlab.config import load_toml, to_dict
 from kdlab.io import stable_hash
-from kdlab.protocols import mythical_digit
-from kdlab.sweep.metrics import METRICS
+from kdlab.protocols import mythical_digit, soft_regularizer
+from kdlab.sweep.metrics import metric_names
 
-PROTOCOLS = {mythical_digit.NAME: (mythical_digit.MythicalDigitConfig, mythical_digit.run)}
+# name: (settings class, run, the function that opens the study and trains or finds its teacher)
+PROTOCOLS = {
+    mythical_digit.NAME: (
+        mythical_digit.MythicalDigitConfig,
+        mythical_digit.run,
+        mythical_digit.open_teacher,
+    ),
+    soft_regularizer.NAME: (
+        soft_regularizer.SoftRegularizerConfig,
+        soft_regularizer.run,
+        soft_regularizer.open_teacher,
+    ),
+}
 TOP_KEYS = {"name", "protocol", "metrics", "base", "grid", "points", "resources", "description"}
 RESOURCES = {"cpus": "cpus_per_trial", "gpus": "gpus_per_trial"}
 
@@ -153,11 +165,12 @@ def parse_spec(data: dict[str, Any], default_name: str) -> SweepSpec:
         raise KdlabError("[grid] must map each parameter to a non-empty list of values")
     if not isinstance(explicit, list) or not all(isinstance(p, dict) for p in explicit):
         raise KdlabError("[[points]] must be a list of tables of settings")
-    metrics = data.get("metrics", ["kd_omitted_after"])
+    names = metric_names(protocol)
+    metrics = data.get("metrics", ["kd_omitted_after" if protocol == mythical_digit.NAME else names[0]])
     metrics = [metrics] if isinstance(metrics, str) else metrics
     for metric in metrics:
-        if metric not in METRICS:
-            raise KdlabError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+        if metric not in names:
+            raise KdlabError(f"unknown metric {metric!r}; choose from {', '.join(names)}")
     spec = SweepSpec(
         name=str(data.get("name", default_name)),
         protocol=protocol,

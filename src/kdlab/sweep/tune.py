@@ -133,8 +133,8 @@ def load_tune_spec(path: Path, budget: dict[str, Any], overrides: Any) -> TuneSp
             f"unknown key(s) {', '.join(unknown)} in {path}; allowed: {', '.join(sorted(TOP_KEYS))}"
         )
     protocol = data.get("protocol", "mythical-digit")
-    if protocol not in PROTOCOLS:
-        raise KdlabError(f"searches support the protocol(s) {', '.join(PROTOCOLS)}, not {protocol!r}")
+    if protocol != "mythical-digit":
+        raise KdlabError(f"searches support the protocol mythical-digit, not {protocol!r}")
     space = data.get("space")
     _check_space(space)
     clash = sorted(set(budget) & set(space))
