@@ -57,10 +57,10 @@ class SoftRegularizerConfig(StudyConfig):
         "them (the teacher, trained on all images, has seen them)",
     )
     steps: int = option(
-        800, "optimiser steps per student: epochs = steps / steps per epoch, within the bounds below"
+        500, "optimiser steps per student: epochs = steps / steps per epoch, within the bounds below"
     )
-    min_epochs: int = option(4, "fewest epochs of a student (the large fractions)")
-    max_epochs: int = option(150, "most epochs of a student (the small fractions)")
+    min_epochs: int = option(3, "fewest epochs of a student (the large fractions)")
+    max_epochs: int = option(100, "most epochs of a student (the small fractions)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
