@@ -49,7 +49,7 @@ class SoftRegularizerConfig(StudyConfig):
     )
     student_hidden: tuple[int, ...] = option((800, 800), "student hidden layer widths")
     student_dropout: float | None = option(0.0, "the students' dropout (the teacher keeps --dropout)")
-    temperature: float = option(4.0, "distillation temperature T (chosen by a sweep: see docs/)")
+    temperature: float = option(8.0, "distillation temperature T (chosen by a sweep: see docs/)")
     alpha: float = option(0.9, "weight of the soft-target term (chosen by a sweep: see docs/)")
     val_size: int = option(
         1000,
