@@ -57,10 +57,10 @@ class SoftRegularizerConfig(StudyConfig):
         "them (the teacher, trained on all images, has seen them)",
     )
     steps: int = option(
-        500, "optimiser steps per student: epochs = steps / steps per epoch, within the bounds below"
+        300, "optimiser steps per student: epochs = steps / steps per epoch, within the bounds below"
     )
     min_epochs: int = option(3, "fewest epochs of a student (the large fractions)")
-    max_epochs: int = option(100, "most epochs of a student (the small fractions)")
+    max_epochs: int = option(60, "most epochs of a student (the small fractions)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
