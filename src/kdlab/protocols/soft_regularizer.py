@@ -179,7 +179,7 @@ def train_fraction(
     )
 
 
-def measure_fraction(study: Study, models: list[TrainedModel], val_size: int) -> dict:
+def measure_fraction(study: Study, models: list[TrainedModel]) -> dict:
     """Per method, one value per seed: test accuracy (%), errors, the epoch read, and the
     validation accuracy and loss at that epoch."""
     n = len(models) // 2
@@ -237,7 +237,7 @@ def measure(config: SoftRegularizerConfig, opts: RunOptions) -> tuple[Study, dic
                 "steps": models[0].record["spec"]["epochs"]
                 * steps_per_epoch(samples.shape[1], config.batch_size),
                 "sample_sha256": [rows_hash(s) for s in samples],
-                "methods": measure_fraction(study, models, config.val_size),
+                "methods": measure_fraction(study, models),
                 "histories": {
                     "hard": [m.record["history"] for m in models[:n]],
                     "soft": [m.record["history"] for m in models[n:]],
