@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import secrets
 import signal
@@ -67,7 +68,7 @@ def test_example_files_are_valid(path):
         assert load_tune_spec(path, {}, TuneBudget()).settings.num_samples >= 1
     else:
         spec = load_spec(path)
-        assert len(spec.swept) == 2 and len(spec.points()) == 15
+        assert len(spec.swept) == 2 and len(spec.points()) == math.prod(map(len, spec.grid.values()))
 
 
 @pytest.mark.parametrize(
@@ -122,7 +123,9 @@ def test_local_sweep_writes_one_row_per_point_and_seed(local_sweep):
     _, out = local_sweep
     rows = _rows(out)
     assert len(rows) == 8 and Counter((r["temperature"], r["alpha"]) for r in rows) == {
-        (t, a): 2 for t in ("2.0", "8.0") for a in ("0.5", "0.9")  # the settings as checked: floats
+        (t, a): 2
+        for t in ("2.0", "8.0")
+        for a in ("0.5", "0.9")  # the settings as checked: floats
     }
     assert {r["seed"] for r in rows} == {"0", "1"}
     # every row is its point's own result, read from the point's results.json

@@ -1,6 +1,6 @@
 """Experiments: each protocol declares its models, trains them through the engine, and hands its
-measured numbers to reporting. `PROTOCOLS` is the one list of them (the CLI, the Python API and
-sweeps read it)."""
+measured numbers to reporting. `get` and `names` give the one list of them (the CLI, the Python
+API and sweeps read it)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,15 @@ class Protocol:
     config: type  # its settings dataclass
     run: Callable[..., Any]  # run(config, opts: RunOptions) -> kdlab.result.Result
     help: str
+    # Sweepable protocols: the per-seed metrics their results hold (`data["metrics"]`), the
+    # first the default of a sweep file, and the teacher's settings (a StudyConfig) of a config,
+    # so that a sweep trains each distinct teacher once
+    metrics: tuple[str, ...] = ()
+    teacher: Callable[[Any], Any] | None = None
 
 
 def _protocols() -> dict[str, Protocol]:
-    from kdlab.protocols import every_digit, hinton2015, mythical_digit
+    from kdlab.protocols import every_digit, hinton2015, mythical_digit, soft_regularizer
 
     return {
         p.name: p
@@ -28,6 +33,8 @@ def _protocols() -> dict[str, Protocol]:
                 mythical_digit.MythicalDigitConfig,
                 mythical_digit.run,
                 "teacher and four students, one class left out of the transfer set",
+                mythical_digit.METRICS,
+                mythical_digit.teacher_settings,
             ),
             Protocol(
                 every_digit.NAME,
@@ -40,6 +47,14 @@ def _protocols() -> dict[str, Protocol]:
                 hinton2015.Hinton2015Config,
                 hinton2015.run,
                 "the paper's own MNIST numbers, side by side with kdlab's",
+            ),
+            Protocol(
+                soft_regularizer.NAME,
+                soft_regularizer.SoftRegularizerConfig,
+                soft_regularizer.run,
+                "students on a fraction of the data: hard labels, early stopping, soft targets",
+                soft_regularizer.METRICS,
+                soft_regularizer.teacher_settings,
             ),
         )
     }
@@ -57,3 +72,15 @@ def get(name: str) -> Protocol:
 
 def names() -> list[str]:
     return list(_protocols())
+
+
+def sweepable(name: str) -> Protocol:
+    """The protocol called `name`, if sweeps support it; else a one-line error."""
+    from kdlab import KdlabError
+
+    supported = [p for p in _protocols().values() if p.metrics]
+    if name not in [p.name for p in supported]:
+        raise KdlabError(
+            f"sweeps support the protocol(s) {', '.join(p.name for p in supported)}, not {name!r}"
+        )
+    return get(name)

@@ -18,7 +18,7 @@ from kdlab.config import RunOptions
 from kdlab.data import Dataset, load_dataset
 from kdlab.io import atomic_write_json, package_versions
 from kdlab.models import StackedModule, from_states
-from kdlab.training.engine import TrainSpec, predict, steps_per_epoch, train_group
+from kdlab.training.engine import EvalResult, TrainSpec, predict, steps_per_epoch, train_group
 from kdlab.training.store import ModelStore, model_key
 
 ENGINE_VERSION = 1  # bump when a change to the engine changes trained weights
@@ -148,6 +148,33 @@ class TrainedModel:
     record: dict
     reused: bool
     folder: Path
+    best: dict[str, torch.Tensor] | None = None  # weights at the epoch of lowest validation loss
+
+
+BEST = "best."  # prefix of the best-epoch weights stored beside the final ones
+
+
+def _split_best(state: dict[str, torch.Tensor]) -> tuple[dict, dict | None]:
+    """A stored state as (the final weights, the best-epoch weights or None)."""
+    final = {k: v for k, v in state.items() if not k.startswith(BEST)}
+    best = {k[len(BEST) :]: v for k, v in state.items() if k.startswith(BEST)}
+    return final, best or None
+
+
+class BestEpoch:
+    """Each model's weights at its epoch of lowest validation loss (the first, on ties): early
+    stopping without training twice."""
+
+    def __init__(self, num_models: int):
+        self.loss = [float("inf")] * num_models
+        self.epoch = [0] * num_models
+        self.state: list[dict[str, torch.Tensor]] = [{} for _ in range(num_models)]
+
+    def __call__(self, epoch: int, model: StackedModule, val: EvalResult) -> None:
+        for k, loss in enumerate(val.loss.tolist()):
+            if loss < self.loss[k]:
+                self.loss[k], self.epoch[k] = loss, epoch
+                self.state[k] = model.state_of(k)  # a copy
 
 
 def group_memory_bytes(spec: TrainSpec, image_shape: tuple[int, int, int] | None = None) -> int:
@@ -179,40 +206,42 @@ def train_or_load(
     provenance: dict,
     teacher: StackedModule | None = None,
     image_shape: tuple[int, int, int] | None = None,
+    keep_best: bool = False,
 ) -> list[TrainedModel]:
     """Reuse the finished models among `jobs` and train the rest in groups as large as the
-    memory budget allows; each model is saved as soon as its group finishes. `teacher` and
-    `image_shape` are needed by jittered models and the cnn (see `train_group`). Protocols call
-    it through `Lab.train`."""
+    memory budget allows; each model is saved as soon as its group finishes. `transfer` is
+    one set of rows for every job, or one row per job ([len(jobs), N]). `teacher` and
+    `image_shape` are needed by jittered models and the cnn (see `train_group`). With
+    `keep_best`, each model also keeps its weights at the epoch of lowest validation loss.
+    Protocols call it through `Lab.train`."""
     done: dict[int, TrainedModel] = {}
     missing = []
     for i, job in enumerate(jobs):
         stored = None if opts.fresh else store.load(job.name, job.key)
-        if stored is None:
+        if stored is None or (keep_best and "best_epoch" not in stored.record):
             missing.append(i)
         else:
+            final, best = _split_best(stored.state)
+            folder = store.folder(job.name, job.key)
             done[i] = TrainedModel(
-                job.name,
-                job.spec.arch,
-                job.spec.sizes,
-                stored.state,
-                stored.record,
-                True,
-                store.folder(job.name, job.key),
+                job.name, job.spec.arch, job.spec.sizes, final, stored.record, True, folder, best
             )
+    n = transfer.shape[-1]
 
-    def train_and_save(group: list[ModelJob]) -> list[TrainedModel]:
+    def train_and_save(indices: list[int]) -> list[TrainedModel]:
+        group = [jobs[i] for i in indices]
         spec0 = group[0].spec
         names = ", ".join(sorted({j.name for j in group}))
         label = f"{names} ×{len(group) // len({j.name for j in group})}" if len(group) > 2 else names
-        total = spec0.epochs * steps_per_epoch(len(transfer), spec0.batch_size)
+        total = spec0.epochs * steps_per_epoch(n, spec0.batch_size)
+        best = BestEpoch(len(group)) if keep_best else None
         with tqdm(total=total, desc=label, disable=opts.quiet, unit="step", leave=False) as bar:
             start = time.perf_counter()
             model, histories = train_group(
                 [j.spec for j in group],
                 x,
                 y,
-                transfer,
+                transfer if transfer.dim() == 1 else transfer[indices],
                 teacher_logits,
                 x_val,
                 y_val,
@@ -220,6 +249,7 @@ def train_or_load(
                 on_step=bar.update,
                 teacher=teacher,
                 image_shape=image_shape,
+                on_epoch=best,
             )
             wall = time.perf_counter() - start
         trained = []
@@ -234,20 +264,20 @@ def train_or_load(
                 "history": histories[k],
                 "group": [j.name for j in group],
                 "group_wall_time_s": wall,
-                "samples_per_s": spec0.epochs * len(transfer) * len(group) / wall,
-                "transfer_size": len(transfer),
+                "samples_per_s": spec0.epochs * n * len(group) / wall,
+                "transfer_size": n,
                 "device": str(x.device),
             }
-            saved = store.save(job.name, job.key, model.state_of(k), record)
+            state = model.state_of(k)
+            if best is not None:
+                record["best_epoch"] = best.epoch[k]
+                state.update({BEST + name: t for name, t in best.state[k].items()})
+            saved = store.save(job.name, job.key, state, record)
+            final, best_state = _split_best(saved.state)
+            folder = store.folder(job.name, job.key)
             trained.append(
                 TrainedModel(
-                    job.name,
-                    job.spec.arch,
-                    job.spec.sizes,
-                    saved.state,
-                    saved.record,
-                    False,
-                    store.folder(job.name, job.key),
+                    job.name, job.spec.arch, job.spec.sizes, final, saved.record, False, folder, best_state
                 )
             )
         if not opts.quiet:
@@ -260,7 +290,7 @@ def train_or_load(
     for members in by_shape.values():
         size = max(1, opts.memory_mb * 2**20 // group_memory_bytes(jobs[members[0]].spec, image_shape))
         for chunk in (members[i : i + size] for i in range(0, len(members), size)):
-            done.update(zip(chunk, train_and_save([jobs[i] for i in chunk])))
+            done.update(zip(chunk, train_and_save(chunk)))
     return [done[i] for i in range(len(jobs))]
 
 
@@ -346,10 +376,12 @@ class Lab:
         transfer: torch.Tensor,
         monitor: tuple[torch.Tensor, torch.Tensor] | None = None,
         teacher: Teacher | None = None,
+        keep_best: bool = False,
     ) -> Stage:
         """Train (or reuse) `jobs` on the training rows `transfer`; distilled jobs learn from
         `teacher`; `monitor` is the labelled set of the learning curves (default: the test set,
-        which is never used for any choice)."""
+        which is never used for any choice) and, with `keep_best`, of the epoch whose weights
+        each model keeps for early stopping. `transfer` is one set of rows, or one per job."""
         assert self.provenance is not None, "claim the run before training"
         began, began_cpu = time.perf_counter(), time.process_time()
         x_mon, y_mon = monitor if monitor is not None else (self.x_test, self.y_test)
@@ -367,6 +399,7 @@ class Lab:
             self.provenance,
             teacher=None if teacher is None else teacher.net,
             image_shape=self.data.image_shape,
+            keep_best=keep_best,
         )
         return Stage(models, time.perf_counter() - began, time.process_time() - began_cpu)
 

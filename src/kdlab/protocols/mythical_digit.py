@@ -20,6 +20,23 @@ from kdlab.reporting.mythical_digit import analyse, render
 from kdlab.result import Result
 
 NAME = "mythical-digit"
+# per-seed metrics of a run, for sweeps (the first is a sweep file's default): test accuracies
+# in %; "omitted" on the omitted classes' test images, pooled; "after" after the bias shift the
+# first calibration strategy chose; "no" the students that never saw the omitted classes
+METRICS = (
+    "kd_omitted_after",
+    "teacher_accuracy",
+    "norm_accuracy",
+    "kd_accuracy",
+    "norm_no_accuracy",
+    "kd_no_accuracy",
+    "norm_omitted_before",
+    "kd_omitted_before",
+    "norm_omitted_after",
+    "norm_accuracy_after",
+    "kd_accuracy_after",
+    "kd_shift",
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +55,11 @@ class MythicalDigitConfig(StudyConfig):
 def columns(omit_names: list[str]) -> list[str]:
     tag = "No" + ",".join(omit_names)
     return ["Teacher", "Norm", "KD", f"Norm {tag}", f"KD {tag}", f"Norm {tag}+B", f"KD {tag}+B"]
+
+
+def teacher_settings(config: MythicalDigitConfig) -> StudyConfig:
+    """The teacher's settings: the study's own (the omitted classes change only the students)."""
+    return config
 
 
 def run(config: MythicalDigitConfig, opts: RunOptions) -> Result:

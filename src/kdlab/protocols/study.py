@@ -317,9 +317,14 @@ def split_rows(config: StudyConfig, n: int) -> tuple[torch.Tensor, torch.Tensor 
 
 
 def open_study(
-    config: StudyConfig, opts: RunOptions, protocol: str, omit_fields: tuple[str, ...] = ()
+    config: StudyConfig,
+    opts: RunOptions,
+    protocol: str,
+    omit_fields: tuple[str, ...] = (),
+    teacher_settings: StudyConfig | None = None,
 ) -> Study:
-    """Load the data, claim the output folder, and train (or reuse) the teacher."""
+    """Load the data, claim the output folder for `config`, and train (or reuse) the teacher of
+    `teacher_settings` (default: `config`; another protocol's teacher, to share it)."""
     lab = open_lab(opts, config.dataset)
     classes = lab.data.classes
     for name in omit_fields:  # class names or indices, stored as names
@@ -327,11 +332,12 @@ def open_study(
         config = replace(config, **{name: tuple(classes[c] for c in indices)})
     config = config.for_data(lab.data.image_shape)
     config.check_classes(classes)
-    rows, val_rows = split_rows(config, len(lab.x))
+    teaching = config if teacher_settings is None else teacher_settings.for_data(lab.data.image_shape)
+    rows, val_rows = split_rows(teaching, len(lab.x))
     lab.claim(protocol, to_dict(config))
     rows = rows.to(lab.device)
     val = None if val_rows is None else (lab.x[val_rows.to(lab.device)], lab.y[val_rows.to(lab.device)])
-    job = teacher_job(config, lab.data, lab.device)
+    job = teacher_job(teaching, lab.data, lab.device)
     monitor_name = job.identity["monitor"]
     return Study(config, lab, rows, val, monitor_name, job.identity["rows"], lab.teacher(job, rows, val))
 

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-from kdlab.config import to_dict
 from kdlab.reporting.figures import omitted_class_bars
 from kdlab.reporting.frames import records_frame
 from kdlab.reporting.stats import mean_ci, paired
-from kdlab.reporting.table import cell, markdown
+from kdlab.reporting.table import cell, markdown, provenance_lines
 from kdlab.result import Rendering, Result
 
 
@@ -141,8 +140,7 @@ def render(result: dict, config, models: dict) -> Result:
             + "; ".join(
                 f"{r['class']} {r['wall_time_s']:.0f} s" + (" (reused)" if r["reused"] else "") for r in rows
             ),
-            f"- Config: `{to_dict(config)}`",
-            f"- Versions: {result['versions']}",
+            *provenance_lines(config, result),
             "",
         ]
     )

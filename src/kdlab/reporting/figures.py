@@ -154,3 +154,56 @@ def temperature_sweep(sweep: dict[str, dict]) -> Figure:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return fig
+
+
+def accuracy_by_fraction(rows: list[dict], labels: dict[str, str]) -> Figure:
+    """Test accuracy against the fraction of training images (log axis), one line per method
+    with its 95% CI band over seeds."""
+    fig, ax = subplots((6.4, 4.4))
+    xs = [r["fraction"] for r in rows]
+    for i, (method, label) in enumerate(labels.items()):
+        stats = [r["summary"][method]["accuracy"] for r in rows]
+        means = [m for m, _ in stats]
+        ax.plot(xs, means, "o-", ms=4, color=f"C{i}", label=label)
+        if all(hw is not None for _, hw in stats):
+            ax.fill_between(
+                xs, [m - hw for m, hw in stats], [m + hw for m, hw in stats], color=f"C{i}", alpha=0.2
+            )
+    ax.set_xscale("log")
+    ax.set_xticks(xs, [f"{x:g}" for x in xs])
+    ax.minorticks_off()
+    ax.set_xlabel("training images the student sees (%)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def validation_curves(histories: dict[str, list[list[dict]]], fraction: float) -> Figure:
+    """Validation loss and accuracy per epoch of the hard-label and soft-target students at one
+    fraction, one line per seed: where the hard-label loss turns up, early stopping stops."""
+    fig, axes = subplots((10, 4), 1, 2)
+    for i, (method, label) in enumerate((("hard", "hard labels"), ("soft", "soft targets"))):
+        for s, hist in enumerate(histories[method]):
+            epochs = [h["epoch"] for h in hist]
+            axes[0].plot(
+                epochs,
+                [h["val_loss"] for h in hist],
+                color=f"C{i}",
+                alpha=0.8,
+                label=label if s == 0 else None,
+            )
+            axes[1].plot(
+                epochs,
+                [100 * h["val_acc"] for h in hist],
+                color=f"C{i}",
+                alpha=0.8,
+                label=label if s == 0 else None,
+            )
+    for ax, name in zip(axes, ("validation loss (cross-entropy)", "validation accuracy (%)")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Students on {fraction:g}% of the training images; one line per seed", fontsize=9)
+    return fig

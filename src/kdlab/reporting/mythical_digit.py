@@ -3,7 +3,6 @@ models, then rendering (tables, figures, report) from the analysis."""
 
 from __future__ import annotations
 
-from kdlab.config import to_dict
 from kdlab.reporting.figures import bias_sweep, learning_curves, per_class_bars
 from kdlab.reporting.findings import class_phrase, detect_overfitting
 from kdlab.reporting.frames import ci_frame
@@ -13,6 +12,7 @@ from kdlab.reporting.table import (
     markdown,
     per_seed_csv,
     per_seed_table,
+    provenance_lines,
     summarise,
     table_csv,
     table_markdown,
@@ -193,6 +193,21 @@ def analyse(
         ]
         for name in ["Teacher", *students]
     }
+    after = {col: calibration[col][first] for col in (norm_no, kd_no)}  # the first strategy's
+    sweep_metrics = {
+        "kd_omitted_after": after[kd_no]["omitted"],
+        "teacher_accuracy": metric["overall"]["Teacher"] * len(seeds),
+        "norm_accuracy": metric["overall"][norm],
+        "kd_accuracy": metric["overall"][kd],
+        "norm_no_accuracy": metric["overall"][norm_no],
+        "kd_no_accuracy": metric["overall"][kd_no],
+        "norm_omitted_before": metric["omitted"][norm_no],
+        "kd_omitted_before": metric["omitted"][kd_no],
+        "norm_omitted_after": after[norm_no]["omitted"],
+        "norm_accuracy_after": after[norm_no]["overall"],
+        "kd_accuracy_after": after[kd_no]["overall"],
+        "kd_shift": after[kd_no]["shift"],
+    }
     return {
         "protocol": "mythical-digit",
         "table": means,
@@ -207,6 +222,7 @@ def analyse(
         "omitted_classes": [classes[c] for c in omit],
         "overfitting": overfit,
         "findings": findings,
+        "metrics": sweep_metrics,
         "models": model_info,
         "wall_time_s": wall_time_s,
         **provenance,
@@ -278,10 +294,7 @@ def render(result: dict, config, classes: tuple[str, ...], models: dict) -> Resu
             "## Run",
             "",
             f"- Wall time {wall_time_s:.1f} s; training time per group: {times}.",
-            f"- Config: `{to_dict(config)}`",
-            f"- Data: {config.dataset}, sha256 "
-            + ", ".join(f"{k} {v[:12]}…" for k, v in result["data_sha256"].items()),
-            f"- Versions: {result['versions']}",
+            *provenance_lines(config, result),
             "",
         ]
     )

@@ -1,60 +1,17 @@
-"""Per-seed metrics of a mythical-digit run, read from its results (results.json).
+"""Per-seed metrics of a finished run, for sweep tables: read from the run's own results.
 
-"omitted" metrics are the accuracy on the omitted classes' test images, pooled over those
-images (with several omitted classes, each class weighs by its number of test images: the
-one definition kdlab uses everywhere, in the report and the calibration too); "after" means
-after the bias calibration the run's first `calibration` strategy chose.
+Each sweepable protocol's analysis computes its metrics (`data["metrics"]`: name -> one value
+per student seed) where it knows its columns and rows; nothing here rebuilds column names.
+The names each protocol offers are declared beside it (`mythical_digit.METRICS`,
+`soft_regularizer.METRICS`) and listed in `kdlab.protocols`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-Metric = Callable[[dict, str, str], list[float]]
-
-
-def _overall(col: str) -> Metric:
-    return lambda r, norm_no, kd_no: r["overall"][col]["per_seed_accuracy"]
-
-
-def _before(kd: bool) -> Metric:
-    return lambda r, norm_no, kd_no: r["overall"][kd_no if kd else norm_no]["per_seed_omitted_accuracy"]
-
-
-def _calibrated(kd: bool, key: str) -> Metric:
-    def metric(r: dict, norm_no: str, kd_no: str) -> list[float]:
-        strategy = r["config"]["calibration"][0]
-        return r["calibration"][kd_no if kd else norm_no][strategy][key]
-
-    return metric
-
-
-def _no_overall(kd: bool) -> Metric:
-    return lambda r, norm_no, kd_no: r["overall"][kd_no if kd else norm_no]["per_seed_accuracy"]
-
-
-METRICS: dict[str, Metric] = {
-    "teacher_accuracy": lambda r, *_: r["overall"]["Teacher"]["per_seed_accuracy"] * len(r["seeds"]),
-    "norm_accuracy": _overall("Norm"),
-    "kd_accuracy": _overall("KD"),
-    "norm_no_accuracy": _no_overall(False),
-    "kd_no_accuracy": _no_overall(True),
-    "norm_omitted_before": _before(False),
-    "kd_omitted_before": _before(True),
-    "norm_omitted_after": _calibrated(False, "omitted"),
-    "kd_omitted_after": _calibrated(True, "omitted"),
-    "norm_accuracy_after": _calibrated(False, "overall"),
-    "kd_accuracy_after": _calibrated(True, "overall"),
-    "kd_shift": _calibrated(True, "shift"),
-}
-
 
 def per_seed_metrics(result: dict) -> list[dict]:
-    """One dict per student seed: the seed and every metric (test accuracies in %)."""
-    tag = "No" + ",".join(result["omitted_classes"])
-    norm_no, kd_no = f"Norm {tag}", f"KD {tag}"
-    values = {name: metric(result, norm_no, kd_no) for name, metric in METRICS.items()}
+    """One dict per student seed: the seed and every metric (accuracies in %)."""
     return [
-        {"seed": seed, **{k: float(v[i]) for k, v in values.items()}}
+        {"seed": seed, **{name: float(values[i]) for name, values in result["metrics"].items()}}
         for i, seed in enumerate(result["seeds"])
     ]

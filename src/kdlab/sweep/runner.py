@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdlab import KdlabError, tracking
+from kdlab import KdlabError, protocols, tracking
 from kdlab.config import RunOptions, to_dict
 from kdlab.data import load_dataset
 from kdlab.io import atomic_write_json, atomic_write_text
@@ -29,17 +29,13 @@ from kdlab.sweep import require_ray
 from kdlab.sweep.metrics import per_seed_metrics
 from kdlab.sweep.options import RayOptions, trial_options
 from kdlab.sweep.plots import sweep_figures
-from kdlab.sweep.spec import PROTOCOLS, Point, SweepSpec, point_id
+from kdlab.sweep.spec import Point, SweepSpec, point_id
 from kdlab.sweep.table import summary_markdown, table_rows, write_table
-
-# The settings a teacher's weights depend on (see `open_study`): points that agree on them
-# share one teacher. A field listed in vain only splits a teacher task in two (the store
-# keeps one model); a missing one only makes a point train its teacher itself: never a result.
 
 
 def train_teacher(protocol: str, config: Any, opts: RunOptions) -> str:
     """Train (or find) the teacher of `config` in the shared store; its key."""
-    return open_study(config, opts, protocol, omit_fields=("omit",)).teacher_key
+    return open_study(protocols.get(protocol).teacher(config), opts, protocol).teacher_key
 
 
 def run_point(protocol: str, config: Any, opts: RunOptions, worker_file: Path) -> dict:
@@ -50,7 +46,7 @@ def run_point(protocol: str, config: Any, opts: RunOptions, worker_file: Path) -
     atomic_write_json(worker_file, {**worker, "start": time.time()})
     log = worker_file.with_suffix(".log")
     with open(log, "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
-        result = PROTOCOLS[protocol][1](config, opts)
+        result = protocols.get(protocol).run(config, opts)
         result.save(opts.out)
     return {
         "rows": per_seed_metrics(result.data),
@@ -144,9 +140,8 @@ def train_teachers(ray, protocol: str, configs: list, shared, ray_opts, out: Pat
     for config in configs:
         if config.dataset not in data:
             data[config.dataset] = load_dataset(config.dataset, shared.data_dir, shared.download, quiet=True)
-        explicit = config.for_data(data[config.dataset].image_shape)
-        key = teacher_job(explicit, data[config.dataset], device_of(shared.device)).key
-        teachers.setdefault(key, config)
+        settings = protocols.get(protocol).teacher(config).for_data(data[config.dataset].image_shape)
+        teachers.setdefault(teacher_job(settings, data[config.dataset], device_of(shared.device)).key, config)
     task = remote(ray, train_teacher, ray_opts)
     # each in a folder of its own settings: a later sweep's teacher task never meets a folder
     # claimed by other settings

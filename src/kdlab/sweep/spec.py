@@ -28,14 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdlab import KdlabError
+from kdlab import KdlabError, protocols
 from kdlab.config import load_toml, to_dict
 from kdlab.io import stable_hash
-from kdlab.protocols import mythical_digit
-from kdlab.sweep.metrics import METRICS
 from kdlab.sweep.options import RayOptions
 
-PROTOCOLS = {mythical_digit.NAME: (mythical_digit.MythicalDigitConfig, mythical_digit.run)}
 TOP_KEYS = {"name", "protocol", "metrics", "base", "grid", "points", "resources", "description"}
 RESOURCES = {"cpus": "cpus_per_trial", "gpus": "gpus_per_trial"}
 
@@ -101,7 +98,7 @@ class SweepSpec:
 
     @property
     def config_cls(self) -> type:
-        return PROTOCOLS[self.protocol][0]
+        return protocols.get(self.protocol).config
 
     @property
     def swept(self) -> list[str]:
@@ -148,20 +145,19 @@ def parse_spec(data: dict[str, Any], default_name: str) -> SweepSpec:
     unknown = sorted(set(data) - TOP_KEYS)
     if unknown:
         raise KdlabError(f"unknown sweep key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(TOP_KEYS))}")
-    protocol = data.get("protocol", mythical_digit.NAME)
-    if protocol not in PROTOCOLS:
-        raise KdlabError(f"sweeps support the protocol(s) {', '.join(PROTOCOLS)}, not {protocol!r}")
+    protocol = data.get("protocol", "mythical-digit")
+    names = protocols.sweepable(protocol).metrics
     grid = data.get("grid", {})
     explicit = data.get("points", [])
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise KdlabError("[grid] must map each parameter to a non-empty list of values")
     if not isinstance(explicit, list) or not all(isinstance(p, dict) for p in explicit):
         raise KdlabError("[[points]] must be a list of tables of settings")
-    metrics = data.get("metrics", ["kd_omitted_after"])
+    metrics = data.get("metrics", [names[0]])
     metrics = [metrics] if isinstance(metrics, str) else metrics
     for metric in metrics:
-        if metric not in METRICS:
-            raise KdlabError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+        if metric not in names:
+            raise KdlabError(f"unknown metric {metric!r}; choose from {', '.join(names)}")
     spec = SweepSpec(
         name=str(data.get("name", default_name)),
         protocol=protocol,

@@ -12,7 +12,6 @@ from typing import Any
 from kdlab.io import atomic_write_text
 from kdlab.reporting.stats import mean_ci
 from kdlab.reporting.table import cell, markdown
-from kdlab.sweep.metrics import METRICS
 
 
 def cell_text(value: Any) -> str:
@@ -30,10 +29,10 @@ def short_text(value: Any) -> str:
 def table_rows(records: list[dict], swept: list[str], metrics: tuple[str, ...]) -> list[dict]:
     """Flat rows: point id, swept values, seed, the requested metrics, the other metrics, and
     every config field."""
-    order = [*metrics, *(m for m in METRICS if m not in metrics)]
     rows = []
     for record in records:
         for seed_row in record["rows"]:
+            order = [*metrics, *(m for m in seed_row if m not in metrics and m != "seed")]
             rows.append(
                 {
                     "point": record["point"],

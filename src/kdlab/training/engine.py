@@ -109,16 +109,18 @@ def train_group(
     on_step: Callable[[], None] | None = None,
     teacher: StackedModule | None = None,
     image_shape: tuple[int, int, int] | None = None,
-    on_epoch: Callable[[int, StackedModule], None] | None = None,
+    on_epoch: Callable[[int, StackedModule, EvalResult], None] | None = None,
 ) -> tuple[StackedModule, list[list[dict]]]:
-    """Train the models of `specs` together on the rows `transfer` of (x, y).
+    """Train the models of `specs` together on the rows `transfer` of (x, y): one set of rows
+    [N] for every model, or each model its own rows [K, N] (e.g. each seed its own sample).
 
     Models with alpha > 0 distil from the teacher: from `teacher_logits` [N, C], its outputs
     on x computed once, when the images are used as stored; from `teacher` (a stack of one)
     run on every jittered batch otherwise, since a moved image has its own soft targets.
     Jitter and the cnn need `image_shape`. Returns the trained stack and, per model, a history
-    with one dict of metrics per epoch. `on_epoch(epoch, model)` sees the models (in eval mode)
-    after each epoch, e.g. to report a metric to an early-stopping scheduler.
+    with one dict of metrics per epoch. `on_epoch(epoch, model, val)` sees the models (in eval
+    mode) and their validation scores after each epoch, e.g. to report a metric to an
+    early-stopping scheduler or to keep each model's best weights.
     """
     first = specs[0]
     if any(s.group_key() != first.group_key() for s in specs):
@@ -129,7 +131,10 @@ def train_group(
     if first.jitter and image_shape is None:
         raise ValueError("jitter needs the image shape")
     device = x.device
-    num_models, n = len(specs), len(transfer)
+    num_models, n = len(specs), transfer.shape[-1]
+    rows = transfer.expand(num_models, n) if transfer.dim() == 1 else transfer
+    if rows.shape[0] != num_models:
+        raise ValueError("per-model transfer rows need one row set per model")
     model = build_model(first.arch, first.sizes, num_models, first.dropout, first.input_dropout, image_shape)
     model.reset_parameters([torch.Generator().manual_seed(s.init_seed) for s in specs])  # on the CPU:
     model.to(device)  # the same initial weights on every device
@@ -146,7 +151,7 @@ def train_group(
         start_time = time.perf_counter()
         model.train()
         order = torch.stack(
-            [transfer[torch.randperm(n, generator=g, device=device)] for g in generators]
+            [r[torch.randperm(n, generator=g, device=device)] for r, g in zip(rows, generators)]
         )  # [K, N]: each model's own data order
         loss_sum = torch.zeros(num_models, dtype=torch.float64, device=device)
         correct = torch.zeros(num_models, dtype=torch.int64, device=device)
@@ -185,7 +190,7 @@ def train_group(
                 }
             )
         if on_epoch is not None:
-            on_epoch(epoch + 1, model)
+            on_epoch(epoch + 1, model, val)
     return model, histories
 
 
