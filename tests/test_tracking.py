@@ -191,3 +191,21 @@ def test_sweep_logs_each_point_as_its_own_mlflow_run(npz, tmp_path, monkeypatch)
         rows = records[int(run.data.params["swept.temperature"])]["rows"]
         assert run.data.metrics["final/kd_omitted_after"] == pytest.approx(rows[0]["kd_omitted_after"])
     assert os.path.isabs(runs[0].data.params["dataset"])  # resolved for the workers
+
+
+@pytest.mark.slow
+def test_every_protocol_logs_the_curves_of_every_model(npz, tmp_path):
+    """every-digit lists its models like mythical-digit: each one's curves reach TensorBoard."""
+    pytest.importorskip("tensorboard", reason="pip install 'kdlab[tracking]'")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "every"
+    args = ["run", "every-digit", "--dataset", str(npz), "--classes", "three", "--out", str(out), *SMALL]
+    assert main([*args, "--val-size", "200", "--tracker", "tensorboard"]) == 0
+    runs = histories(out)
+    assert {name for name, _ in runs} == {"Teacher", "Norm Nothree", "KD Nothree"}
+    assert len(runs) == 1 + 2 * 2
+    for (name, seed), history in runs.items():
+        acc = EventAccumulator(str(out / "tensorboard" / slug(name) / f"seed{seed}"))
+        acc.Reload()
+        assert [e.value for e in acc.Scalars("loss/val")] == pytest.approx([h["val_loss"] for h in history])

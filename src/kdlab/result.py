@@ -109,6 +109,25 @@ class Result:
         )
 
 
+def model_index(models: dict[str, list[TrainedModel]]) -> dict[str, list[dict]]:
+    """Every trained model of a run by its name, as results.json lists them: seed, store folder,
+    key, whether it was reused, its group's training time (trackers read each one's history
+    from the record in its folder)."""
+    index: dict[str, list[dict]] = {}
+    for group in models.values():
+        for m in group:
+            index.setdefault(m.name, []).append(
+                {
+                    "seed": m.record["seed"],
+                    "folder": str(m.folder),
+                    "key": m.record["key"],
+                    "reused": m.reused,
+                    "group_wall_time_s": m.record["group_wall_time_s"],
+                }
+            )
+    return index
+
+
 def _relative_folders(obj: Any, out: Path) -> Any:
     """A copy of `obj` with every model folder given relative to `out`, as the output folder
     records them (a store under `out` then moves with it)."""

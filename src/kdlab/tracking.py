@@ -66,8 +66,9 @@ def _param(value: Any) -> str | float | int | bool:
 
 
 def final_metrics(result: dict) -> dict[str, float]:
-    """Mean over seeds of the sweep metrics (mythical-digit), else the teacher's accuracy."""
-    if result.get("protocol") == "mythical-digit":
+    """Mean over seeds of the per-seed metrics (a sweepable protocol's), else the teacher's
+    accuracy."""
+    if "metrics" in result:
         from kdlab.sweep.metrics import per_seed_metrics
 
         rows = per_seed_metrics(result)

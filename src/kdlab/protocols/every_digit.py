@@ -69,5 +69,6 @@ def run(config: EveryDigitConfig, opts: RunOptions) -> Result:
         teacher_accuracy=100 * float((study.teacher_test_logits.argmax(-1) == study.y_test).double().mean()),
         provenance=study.provenance,
         wall_time_s=time.perf_counter() - start,
+        models=models,
     )
     return render(analysed, config, models)

@@ -190,8 +190,9 @@ def measure_fraction(study: Study, models: list[TrainedModel]) -> dict:
     return out
 
 
-def measure(config: SoftRegularizerConfig, opts: RunOptions) -> tuple[Study, dict]:
-    """Train (or reuse) every model and return the results as data; nothing is rendered."""
+def measure(config: SoftRegularizerConfig, opts: RunOptions) -> tuple[Study, dict, dict]:
+    """Train (or reuse) every model; the study, the results as data (nothing is rendered) and
+    the trained models (the teacher, then each fraction's students)."""
     start = time.perf_counter()
     study = open_study(config, opts, NAME, teacher_settings=teacher_settings(config))
     config, y = study.config, study.lab.y
@@ -200,11 +201,12 @@ def measure(config: SoftRegularizerConfig, opts: RunOptions) -> tuple[Study, dic
     labels = y[pool]
     seeds = config.student_seeds()
     ranks = [sample_order(pool, labels, study.num_classes, s) for s in seeds]
-    rows = []
+    rows, trained = [], {"Teacher": [study.teacher]}
     for fraction in sorted(config.fractions):
         quota = quotas(labels, study.num_classes, fraction)
         samples = torch.stack([fraction_rows(pool, labels, r, quota) for r in ranks])
         models = train_fraction(study, config, fraction, samples, (x_val, y_val))
+        trained[f"{fraction:g}%"] = models
         n = len(seeds)
         rows.append(
             {
@@ -240,10 +242,10 @@ def measure(config: SoftRegularizerConfig, opts: RunOptions) -> tuple[Study, dic
         "rows": rows,
         "wall_time_s": time.perf_counter() - start,
     }
-    return study, results
+    return study, results, trained
 
 
 def run(config: SoftRegularizerConfig, opts: RunOptions) -> Result:
     """Measure, analyse, and render (nothing is written: see `Result.save`)."""
-    study, results = measure(config, opts)
-    return render(analyse(results, study.provenance), study.config, {"Teacher": [study.teacher]})
+    study, results, models = measure(config, opts)
+    return render(analyse(results, study.provenance, models), study.config, models)

@@ -7,7 +7,7 @@ from kdlab.reporting.figures import omitted_class_bars
 from kdlab.reporting.frames import records_frame
 from kdlab.reporting.stats import mean_ci, paired
 from kdlab.reporting.table import cell, markdown, provenance_lines
-from kdlab.result import Rendering, Result
+from kdlab.result import Rendering, Result, model_index
 
 
 def _summary(row: dict, strategy: str) -> dict:
@@ -24,7 +24,7 @@ def _summary(row: dict, strategy: str) -> dict:
     }
 
 
-def analyse(*, config, seeds, rows, teacher_accuracy, provenance, wall_time_s) -> dict:
+def analyse(*, config, seeds, rows, teacher_accuracy, provenance, wall_time_s, models) -> dict:
     """What results.json holds: each omitted class's numbers with their summaries, and findings."""
     first = config.calibration[0]
     for row in rows:
@@ -56,6 +56,7 @@ def analyse(*, config, seeds, rows, teacher_accuracy, provenance, wall_time_s) -
         "teacher_accuracy": teacher_accuracy,
         "rows": rows,
         "findings": findings,
+        "models": model_index(models),
         "wall_time_s": wall_time_s,
         **provenance,
     }

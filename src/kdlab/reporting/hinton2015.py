@@ -6,7 +6,7 @@ from kdlab.config import to_dict
 from kdlab.reporting.figures import learning_curves, temperature_sweep
 from kdlab.reporting.frames import records_frame
 from kdlab.reporting.table import markdown
-from kdlab.result import Rendering, Result
+from kdlab.result import Rendering, Result, model_index
 
 CURVES = ("Teacher", "Hard", "KD", "KD No3", "KD 7,8 only")
 
@@ -85,6 +85,7 @@ def write_hinton2015_outputs(
         "sweep": sweep,
         "shifts": shifts,
         "stages": stages,
+        "models": model_index(models),
         **provenance,
         "wall_time_s": wall_time_s,
     }

@@ -17,7 +17,7 @@ from kdlab.reporting.table import (
     table_csv,
     table_markdown,
 )
-from kdlab.result import Rendering, Result
+from kdlab.result import Rendering, Result, model_index
 
 
 def _comparisons(columns, per_seed_metric, omit_label) -> list[dict]:
@@ -180,19 +180,7 @@ def analyse(
         )
     )
 
-    model_info = {
-        name: [
-            {
-                "seed": t.record["seed"],
-                "folder": str(t.folder),
-                "key": t.record["key"],
-                "reused": t.reused,
-                "group_wall_time_s": t.record["group_wall_time_s"],
-            }
-            for t in models[name]
-        ]
-        for name in ["Teacher", *students]
-    }
+    model_info = model_index({name: models[name] for name in ["Teacher", *students]})
     after = {col: calibration[col][first] for col in (norm_no, kd_no)}  # the first strategy's
     sweep_metrics = {
         "kd_omitted_after": after[kd_no]["omitted"],

@@ -12,7 +12,7 @@ from kdlab.reporting.figures import accuracy_by_fraction, validation_curves
 from kdlab.reporting.frames import records_frame
 from kdlab.reporting.stats import mean_ci, paired
 from kdlab.reporting.table import cell, markdown, provenance_lines
-from kdlab.result import Rendering, Result
+from kdlab.result import Rendering, Result, model_index
 
 LABELS = {
     "hard": "Hard labels",
@@ -191,7 +191,7 @@ def _csv(rows: list[dict], seeds: list[int]) -> str:
     return buf.getvalue()
 
 
-def analyse(results: dict, provenance: dict) -> dict:
+def analyse(results: dict, provenance: dict, models: dict) -> dict:
     """What results.json holds: every fraction's numbers with their summaries and paired
     comparisons, the findings, the per-seed metrics sweeps read, and provenance."""
     rows = results["rows"]
@@ -207,7 +207,7 @@ def analyse(results: dict, provenance: dict) -> dict:
         "config": to_dict(results["config"]),
         "findings": findings(results),
         "metrics": metrics,
-        "models": {"Teacher": [{"reused": results["teacher"]["reused"]}]},
+        "models": model_index(models),
         **provenance,
     }
 
