@@ -61,7 +61,8 @@ def _build(cls: type, values: dict[str, Any]) -> Any:
 def run(
     protocol: str, config: str | Path | None = None, *, progress: bool = False, **settings: Any
 ) -> Result:
-    """Run a protocol (`mythical-digit`, `every-digit`, `hinton2015`) and return its `Result`.
+    """Run a protocol (`mythical-digit`, `every-digit`, `hinton2015`, `soft-regularizer`) and
+    return its `Result`.
 
     `settings` are the protocol's settings, named as on the command line with underscores
     (`kdlab run PROTOCOL --help` lists them: epochs, seeds, omit, temperature, alpha, ...), and
