@@ -17,22 +17,21 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "mythical_digit.ip
 
 
 @pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A per-user cache of its own, and a working folder that must stay empty."""
-    monkeypatch.setenv("KDLAB_CACHE", str(tmp_path / "cache"))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return tmp_path / "cache"
+def work(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working folder that must stay empty, beside a per-user cache of its own (`cache`)."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
 
 
 @pytest.mark.slow
 def test_run_returns_data_writes_nothing_and_matches_the_cli(
-    shared_data: Path, cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    shared_data: Path, cache: Path, work: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     result = kdlab.run("mythical-digit", data_dir=shared_data, **TINY)
     assert capsys.readouterr().out == ""  # nothing printed unless asked
-    assert not any((tmp_path / "work").iterdir())  # nothing written to the working folder
+    assert not any(work.iterdir())  # nothing written to the working folder
     assert any((cache / "models").iterdir())  # the models went to the per-user store
 
     table = result.table
@@ -60,7 +59,7 @@ def test_run_returns_data_writes_nothing_and_matches_the_cli(
 
 
 @pytest.mark.slow
-def test_seeds_give_intervals_and_errors_are_kdlab_errors(shared_data: Path, cache: Path) -> None:
+def test_seeds_give_intervals_and_errors_are_kdlab_errors(shared_data: Path, work: Path) -> None:
     result = kdlab.run("mythical-digit", data_dir=shared_data, seeds=2, **TINY)
     assert result.table.columns.nlevels == 2
     assert result.table[("KD No3", "ci95")].notna().all()
@@ -72,7 +71,7 @@ def test_seeds_give_intervals_and_errors_are_kdlab_errors(shared_data: Path, cac
 
 
 @pytest.mark.slow
-def test_the_example_notebook_runs(shared_data: Path, cache: Path, tmp_path: Path) -> None:
+def test_the_example_notebook_runs(shared_data: Path, work: Path) -> None:
     """The notebook, executed top to bottom at a reduced budget on the real data."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
@@ -80,10 +79,10 @@ def test_the_example_notebook_runs(shared_data: Path, cache: Path, tmp_path: Pat
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit it without outputs"
     (params,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     params.source = f"EPOCHS = 1\nSUBSET = 2000\nSEEDS = 2\nDATA_DIR = {str(shared_data)!r}\n"
-    env_cache = os.environ["KDLAB_CACHE"]
-    nbclient.NotebookClient(
-        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    ).execute(env={**os.environ, "KDLAB_CACHE": env_cache})
+    nbclient.NotebookClient(  # the kernel runs in the empty working folder, with the test's cache
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(work)}}
+    ).execute(env=dict(os.environ))
+    assert not any(work.iterdir())  # the notebook writes nothing where it runs
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
