@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from kdlab import KdlabError
-from kdlab.calibration import accuracy_at, best_shift, choose_shift, prior_matching_shift
+from kdlab.calibration import (
+    accuracy_at,
+    best_shift,
+    choose_shift,
+    label_share,
+    prediction_share_shift,
+    prior_matching_shift,
+)
 
 
 def _constructed(n_per_class=50, classes=4, omitted=2, lag=2.0, margin=5.0):
@@ -57,19 +64,19 @@ def test_validation_uses_the_validation_split_not_the_test_set():
     test_logits, test_y = _constructed(lag=2.0, margin=5.0)
     val_logits, val_y = _constructed(lag=6.0, margin=9.0)
     teacher = torch.zeros_like(test_logits)
-    shift = choose_shift("validation", (2,), 3.5, (test_logits, test_y), (val_logits, val_y), teacher)
+    shift = choose_shift("validation", (2,), 3.5, (test_logits, test_y), (val_logits, val_y), teacher, 0.25)
     assert 6.0 < shift < 9.0
-    oracle = choose_shift("oracle-test", (2,), 3.5, (test_logits, test_y), (val_logits, val_y), teacher)
+    oracle = choose_shift("oracle-test", (2,), 3.5, (test_logits, test_y), (val_logits, val_y), teacher, 0.25)
     assert 2.0 < oracle < 5.0
     with pytest.raises(KdlabError, match="val-size"):
-        choose_shift("validation", (2,), 3.5, (test_logits, test_y), None, teacher)
+        choose_shift("validation", (2,), 3.5, (test_logits, test_y), None, teacher, 0.25)
 
 
 def test_fixed_and_unknown():
     logits, y = _constructed()
-    assert choose_shift("fixed", (2,), 3.5, (logits, y), None, logits) == 3.5
+    assert choose_shift("fixed", (2,), 3.5, (logits, y), None, logits, 0.25) == 3.5
     with pytest.raises(KdlabError, match="unknown calibration"):
-        choose_shift("magic", (2,), 3.5, (logits, y), None, logits)
+        choose_shift("magic", (2,), 3.5, (logits, y), None, logits, 0.25)
 
 
 def test_prior_matching_recovers_a_known_shift():
@@ -86,3 +93,26 @@ def test_prior_matching_closed_form_single_logit():
     student = torch.tensor([[0.0, -2.0]]).repeat(10, 1)
     teacher = torch.tensor([[0.0, math.log(3.0)]]).repeat(10, 1)  # teacher mass 3/4
     assert prior_matching_shift(student, teacher, (1,)) == pytest.approx(2.0 + math.log(3.0), abs=1e-6)
+
+
+def test_prediction_share_predicts_the_training_share_without_test_labels():
+    """A quarter of the constructed images are of the omitted class: a training share of 0.25
+    must switch exactly them (the window between lag and margin), whatever the test labels."""
+    logits, y = _constructed()
+    share = label_share(y, (2,))
+    assert share == 0.25
+    shift = prediction_share_shift(logits, (2,), share)
+    assert 2.0 < shift < 5.0
+    predicted = (logits + shift * (torch.arange(4) == 2)).argmax(1)
+    assert float((predicted == 2).double().mean()) == 0.25
+    assert choose_shift("prediction-share", (2,), 3.5, (logits, y.flip(0)), None, logits, share) == shift
+
+
+def test_prediction_share_at_the_ends_and_out_of_range():
+    logits, _ = _constructed()
+    none, every = prediction_share_shift(logits, (2,), 0.0), prediction_share_shift(logits, (2,), 1.0)
+    mask = torch.arange(4) == 2
+    assert int(((logits + none * mask).argmax(1) == 2).sum()) == 0
+    assert int(((logits + every * mask).argmax(1) == 2).sum()) == len(logits)
+    with pytest.raises(KdlabError, match="share"):
+        prediction_share_shift(logits, (2,), 1.5)

@@ -79,6 +79,9 @@ def test_bias_shifts_move_the_right_classes_the_right_way(quick_run, shared_data
         label = f"… bias of 3 raised by {shift:+.2f} ({how})"
         assert rows[label] == int(wrong.sum())
         assert rows[f"{label}: errors on 3s"] == int(wrong[data.y_test == 3].sum())
+        if how == "prediction share":  # as many test images called 3 as the training labels' share
+            share = float((data.y_train[: results["config"]["subset"]] == 3).double().mean())
+            assert int((moved.argmax(1) == 3).sum()) == round(share * len(data.y_test))
 
 
 @pytest.mark.slow

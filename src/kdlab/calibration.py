@@ -17,6 +17,10 @@ Strategies (each returns one shift for all omitted classes):
   teacher's mean probability of them on the same images. The EM prior adjustment of
   Saerens et al. (2002) cannot start here, since the student's training prior for an
   omitted class is zero; the teacher, trained on every class, gives the expected prior.
+- prediction-share: no test labels either. The shift is chosen so that the share of test
+  images the student assigns to the omitted classes equals their share among the training
+  labels (the class prior of the labelled training set, of which the transfer set is a
+  part); exact, since that share is a step function of the shift.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import torch
 
 from kdlab import KdlabError
 
-STRATEGIES = ("fixed", "oracle-test", "validation", "prior-matching")
+STRATEGIES = ("fixed", "oracle-test", "validation", "prior-matching", "prediction-share")
 
 
 def _split(logits: torch.Tensor, omit: tuple[int, ...]):
@@ -47,6 +51,14 @@ def accuracy_at(logits: torch.Tensor, y: torch.Tensor, omit: tuple[int, ...], sh
     return correct.mean(1), correct[:, on_omitted].mean(1)
 
 
+def _between(t: torch.Tensor, k: int) -> float:
+    """A shift that switches exactly the k images of lowest threshold (sorted `t`): the middle
+    of the step, or 1 beyond the last threshold at either end."""
+    lower = t[k - 1] if k > 0 else t[0] - 2.0
+    upper = t[k] if k < len(t) else t[-1] + 2.0
+    return float((lower + upper) / 2)
+
+
 def best_shift(logits: torch.Tensor, y: torch.Tensor, omit: tuple[int, ...]) -> float:
     """The shift that maximises accuracy on (logits, y): the middle of the first best step."""
     threshold, below, above = _split(logits, omit)
@@ -55,9 +67,22 @@ def best_shift(logits: torch.Tensor, y: torch.Tensor, omit: tuple[int, ...]) -> 
     gain = ((above == y).long() - (below == y).long())[order]  # change when image i switches
     running = torch.cat([torch.zeros(1, dtype=torch.long, device=gain.device), gain.cumsum(0)])
     k = int(running.argmax())  # switching the k images with the lowest thresholds is best
-    lower = t[k - 1] if k > 0 else t[0] - 2.0
-    upper = t[k] if k < len(t) else t[-1] + 2.0
-    return float((lower + upper) / 2)
+    return _between(t, k)
+
+
+def label_share(y: torch.Tensor, omit: tuple[int, ...]) -> float:
+    """The share of the labels `y` that belong to the classes `omit`."""
+    return float(torch.isin(y, torch.tensor(omit, device=y.device)).double().mean())
+
+
+def prediction_share_shift(logits: torch.Tensor, omit: tuple[int, ...], share: float) -> float:
+    """The shift at which the omitted classes are predicted for `share` of the images (the
+    nearest count of them): the images switch one by one in the order of their thresholds."""
+    if not 0 <= share <= 1:
+        raise KdlabError(f"a share of predictions must lie in [0, 1], not {share}")
+    threshold, _, _ = _split(logits, omit)
+    t = threshold.sort().values.double()
+    return _between(t, round(share * len(t)))
 
 
 def prior_matching_shift(
@@ -89,8 +114,10 @@ def choose_shift(
     test: tuple[torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor] | None,
     teacher_test_logits: torch.Tensor,
+    train_share: float,
 ) -> float:
-    """One strategy's shift for a student; `test`/`val` are (student logits, labels)."""
+    """One strategy's shift for a student; `test`/`val` are (student logits, labels);
+    `train_share` is the omitted classes' share among the training labels."""
     if strategy == "fixed":
         return fixed
     if strategy == "oracle-test":
@@ -101,4 +128,6 @@ def choose_shift(
         return best_shift(val[0], val[1], omit)
     if strategy == "prior-matching":
         return prior_matching_shift(test[0], teacher_test_logits, omit)
+    if strategy == "prediction-share":
+        return prediction_share_shift(test[0], omit, train_share)
     raise KdlabError(f"unknown calibration {strategy!r}; choose from {', '.join(STRATEGIES)}")

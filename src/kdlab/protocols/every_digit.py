@@ -25,7 +25,7 @@ class EveryDigitConfig(StudyConfig):
     calibration: tuple[str, ...] = option(
         ("validation", "fixed", "prior-matching", "oracle-test"),
         "how to choose each omitted class's bias shift, one or more of: fixed, oracle-test, validation, "
-        "prior-matching; the first is the table's 'after'",
+        "prior-matching, prediction-share; the first is the table's 'after'",
     )
     val_size: int = option(
         5000, "training images held out as the validation split for `validation` calibration and the curves"

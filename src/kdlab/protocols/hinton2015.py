@@ -15,7 +15,13 @@ from dataclasses import dataclass
 import torch
 
 from kdlab import KdlabError
-from kdlab.calibration import accuracy_at, best_shift, prior_matching_shift
+from kdlab.calibration import (
+    accuracy_at,
+    best_shift,
+    label_share,
+    prediction_share_shift,
+    prior_matching_shift,
+)
 from kdlab.config import RunOptions, check_fields, option, same_as, to_dict
 from kdlab.protocols.common import ModelJob, Stage, data_identity, derive_seed, open_lab, taught_by
 from kdlab.protocols.study import StudyConfig, evaluation
@@ -215,16 +221,24 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
         n_moved = int(torch.isin(y_test, torch.tensor(moved, device=lab.device)).sum())
         return round(n_test * (1 - float(overall[0]))), round(n_moved * (1 - float(on_moved[0])))
 
+    # the label-free shifts: no test label is read, only the test images and the training labels
+    trained_on = y[rows]
     shifts_3 = {
         "paper": PAPER_SHIFT_3,
         "best on test": best_shift(logits["KD No3"], y_test, (OMITTED,)),
         "prior matching": prior_matching_or_none(logits["KD No3"], teacher_test, (OMITTED,)),
+        "prediction share": prediction_share_shift(
+            logits["KD No3"], (OMITTED,), label_share(trained_on, (OMITTED,))
+        ),
     }
     # lowering 7 and 8 by d is raising every other class by d: softmax ignores a common shift
     shifts_78 = {
         "paper": PAPER_SHIFT_78,
         "best on test": -best_shift(logits["KD 7,8 only"], y_test, others),
         "prior matching": _negated(prior_matching_or_none(logits["KD 7,8 only"], teacher_test, others)),
+        "prediction share": -prediction_share_shift(
+            logits["KD 7,8 only"], others, label_share(trained_on, others)
+        ),
     }
     sweep_errors = []
     for width in config.sweep_widths:  # one stack per width

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from kdlab import KdlabError
-from kdlab.calibration import STRATEGIES, accuracy_at, choose_shift
+from kdlab.calibration import STRATEGIES, accuracy_at, choose_shift, label_share
 from kdlab.config import RunOptions, check_fields, option, to_dict
 from kdlab.data import Dataset
 from kdlab.models import FAMILIES
@@ -75,7 +75,7 @@ class StudyConfig:
     calibration: tuple[str, ...] = option(
         ("fixed",),
         "how to choose the omitted classes' bias shift, one or more of: fixed, oracle-test, "
-        "validation, prior-matching; the first sets the +B numbers",
+        "validation, prior-matching, prediction-share; the first sets the +B numbers",
         choices=STRATEGIES,
         min_len=1,
     )
@@ -271,6 +271,7 @@ class Study:
         """Every requested strategy's shift per model (seed), and the accuracies it gives."""
         test_logits = self.logits(models, self.x_test)
         val_logits = self.logits(models, self.val[0]) if self.val is not None else None
+        train_share = label_share(self.lab.y[self.rows], omit)
         result = {}
         for strategy in self.config.calibration:
             shifts, overall, omitted = [], [], []
@@ -283,6 +284,7 @@ class Study:
                     (test_logits[k], self.y_test),
                     val,
                     self.teacher_test_logits,
+                    train_share,
                 )
                 acc, acc_omitted = accuracy_at(test_logits[k], self.y_test, omit, torch.tensor([shift]))
                 shifts.append(shift)

@@ -129,7 +129,7 @@ def render(result: dict, config, models: dict) -> Result:
             "## All calibration strategies",
             "",
             "`oracle-test` chooses the shift on the test labels (optimistic); `validation` on a "
-            "held-out split of the training set; `prior-matching` without labels; "
+            "held-out split of the training set; `prior-matching` and `prediction-share` without labels; "
             "`fixed` is the paper's value.",
             "",
             strategies_md,

@@ -268,7 +268,8 @@ def render(result: dict, config, classes: tuple[str, ...], models: dict) -> Resu
             "",
             "Shift chosen per strategy and the test accuracy it gives (mean over seeds). `oracle-test` "
             "looks at the test labels (the paper's procedure): an optimistic upper bound. `validation` "
-            "uses a held-out split of the training set; `prior-matching` uses no labels.",
+            "uses a held-out split of the training set; `prior-matching` and `prediction-share` use "
+            "no labels.",
             "",
             calibration_md,
             "![Bias sweep](figures/bias_sweep.png)",
