@@ -66,13 +66,13 @@ def test_bias_shifts_move_the_right_classes_the_right_way(quick_run, shared_data
         return mlp_by_hand(load_file(folder / "weights.safetensors"), data.x_test)
 
     only78, no3 = logits("kd-7-8-only"), logits("kd-no3")
-    for how, shift in results["shifts"]["7,8"].items():
+    for how, (shift,) in results["shifts"]["7,8"].items():
         assert shift < 0  # lowering 7 and 8 (the only classes the student saw) helps
         moved = only78.clone()
         moved[:, [7, 8]] += shift
         wrong = 100 * float((moved.argmax(1) != data.y_test).double().mean())
         assert rows[f"… biases of 7 and 8 moved by {shift:+.2f} ({how})"] == pytest.approx(wrong, abs=1e-9)
-    for how, shift in results["shifts"]["3"].items():
+    for how, (shift,) in results["shifts"]["3"].items():
         moved = no3.clone()
         moved[:, 3] += shift
         wrong = moved.argmax(1) != data.y_test
@@ -130,3 +130,33 @@ def test_prior_matching_without_a_shift_is_reported_not_raised():
     student = torch.tensor([[0.0, 0.0, -1000.0]]).repeat(4, 1)  # +100 never lifts class 2
     assert prior_matching_or_none(student, teacher, (2,)) is None
     assert prior_matching_or_none(torch.zeros(4, 3), teacher, (2,)) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_student_seeds_reuse_the_first_and_report_mean_and_range(quick_run, shared_data, tmp_path):
+    """--seeds 2: the first seed's students are the one-seed run's (reused), each 800-800 row
+    is the mean of its two seeds with their min and max, the teacher and T-sweep rows one value."""
+    out, first = quick_run
+    args = [
+        "--data-dir",
+        str(shared_data),
+        "--out",
+        str(tmp_path / "s2"),
+        "--models-dir",
+        str(out / "models"),
+    ]
+    assert main(["run", "hinton2015", *args, *QUICK, "--seeds", "2"]) == 0
+    two = json.loads((tmp_path / "s2" / "results.json").read_text())
+    assert two["stages"]["teacher"]["reused"] and two["stages"]["sweep"]["reused"]
+    assert not two["stages"]["no3"]["reused"]
+    one = {r["experiment"]: r for r in first["rows"]}
+    seeded = [r for r in two["rows"] if r["stage"] in ("students", "no3", "only78", "t2")]
+    fixed = [r for r in seeded if "raised by" not in r["experiment"] and "moved by" not in r["experiment"]]
+    assert len(fixed) >= 8
+    for r in fixed:
+        a, b = r["per_seed"]
+        assert r["kdlab"] == pytest.approx((a + b) / 2) and r["min"] == min(a, b) and r["max"] == max(a, b)
+        assert a == one[r["experiment"]]["kdlab"]  # seed 0 is the one-seed run's student
+    assert all(len(r["per_seed"]) == 1 for r in two["rows"] if r["stage"] in ("teacher", "sweep"))
+    assert all(len(v) == 2 for v in two["shifts"]["3"].values())
+    assert "Seeds: min–max" in (tmp_path / "s2" / "table.md").read_text()

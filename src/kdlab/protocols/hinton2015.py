@@ -24,7 +24,7 @@ from kdlab.calibration import (
 )
 from kdlab.config import RunOptions, check_fields, option, same_as, to_dict
 from kdlab.protocols.common import ModelJob, Stage, data_identity, derive_seed, open_lab, taught_by
-from kdlab.protocols.study import StudyConfig, evaluation
+from kdlab.protocols.study import StudyConfig
 from kdlab.reporting.hinton2015 import write_hinton2015_outputs
 from kdlab.result import Result
 from kdlab.training.engine import TrainSpec
@@ -56,7 +56,10 @@ class Hinton2015Config:
         "full", "full: the real thing; quick: a minutes-long smoke version", choices=tuple(BUDGETS)
     )
     dataset: str = same_as(StudyConfig, "dataset", note="the paper's numbers are for mnist")
-    seed: int = same_as(StudyConfig, "seed", note="here of every model")
+    seed: int = same_as(StudyConfig, "seed", note="of the teacher, the T-sweep and the first students")
+    seeds: int = same_as(
+        StudyConfig, "seeds", note="of the 800-800 students: each of their rows is the mean, with min and max"
+    )
     batch_size: int = same_as(StudyConfig, "batch_size")
     teacher_hidden: tuple[int, ...] = same_as(StudyConfig, "teacher_hidden", (1200, 1200))
     teacher_dropout: float = option(0.5, "teacher: dropout on the hidden units", ge=0, lt=1)
@@ -122,11 +125,9 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
     def spec(hidden, alpha, temperature, epochs, role, **regularisers) -> TrainSpec:
         return make_spec(config, data, hidden, alpha, temperature, epochs, role, **regularisers)
 
-    def job(name: str, train_spec: TrainSpec, transfer_name: str, distils: bool) -> ModelJob:
+    def job(name: str, train_spec: TrainSpec, transfer_name: str, distils: bool, seed: int) -> ModelJob:
         identity = {"rows": rows_id, "transfer": transfer_name, "monitor": "test set"}
-        return ModelJob(
-            name, train_spec, taught_by(identity, teacher.model) if distils else identity, config.seed
-        )
+        return ModelJob(name, train_spec, taught_by(identity, teacher.model) if distils else identity, seed)
 
     # The teacher: every regulariser the paper names
     teacher_spec = spec(
@@ -142,52 +143,51 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
         optimizer=config.teacher_optimizer,
         lr=config.teacher_lr,
     )
-    teacher = lab.teacher(job("Teacher", teacher_spec, "all", False), rows)
+    teacher = lab.teacher(job("Teacher", teacher_spec, "all", False, config.seed), rows)
     stages = {"teacher": teacher.stage}
     _report_stage("teacher", stages["teacher"], opts)
 
-    # The 800-800 students: hard labels, distilled, distilled without 3s, distilled on 7s and 8s
+    # The 800-800 students: hard labels, distilled, distilled without 3s, distilled on 7s and 8s,
+    # each over the student seeds (the first seed's models keep the plain names, so a run with
+    # more seeds reuses them)
     epochs, hidden, temp = config.resolved("student_epochs"), config.student_hidden, config.temperature
+    seeds = [config.seed + k for k in range(config.seeds)]
+
+    def named(base: str, seed: int) -> str:
+        return base if seed == config.seed else f"{base} seed {seed}"
+
+    def students(base: str, transfer_name: str, alpha: float, **loss) -> list[ModelJob]:
+        return [
+            job(
+                named(base, s),
+                spec(hidden, alpha, temp if alpha > 0 else 1.0, epochs, "student", seed=s, **loss),
+                transfer_name,
+                alpha > 0,
+                s,
+            )
+            for s in seeds
+        ]
+
     on = y[rows]
     transfers = {
         "all": rows,
         "no3": rows[on != OMITTED],
         "only78": rows[torch.isin(on, torch.tensor(KEPT, device=lab.device))],
     }
-    stages["students"] = lab.train(
-        [
-            job("Hard", spec(hidden, 0.0, 1.0, epochs, "student"), "all", False),
-            job("KD", spec(hidden, config.alpha, temp, epochs, "student"), "all", True),
-        ],
-        transfers["all"],
-        teacher=teacher,
-    )
-    stages["no3"] = lab.train(
-        [job("KD No3", spec(hidden, config.alpha, temp, epochs, "student"), "no3", True)],
-        transfers["no3"],
-        teacher=teacher,
-    )
-    stages["only78"] = lab.train(
-        [job("KD 7,8 only", spec(hidden, config.alpha, temp, epochs, "student"), "only78", True)],
-        transfers["only78"],
-        teacher=teacher,
-    )
-    # What the T^2 factor does once the hard labels are in the loss: without it, at T = 20 the
-    # soft targets' gradients are 400 times smaller than the paper intends
-    stages["t2"] = lab.train(
-        [
-            job(
-                f"KD No3 T2 {state}",
-                spec(hidden, ABLATION_ALPHA, temp, epochs, "student", t2=on),
-                "no3",
-                True,
-            )
-            for state, on in (("on", True), ("off", False))
-        ],
-        transfers["no3"],
-        teacher=teacher,
-    )
-    for name in ("students", "no3", "only78", "t2"):
+    planned = {
+        "students": ("all", students("Hard", "all", 0.0) + students("KD", "all", config.alpha)),
+        "no3": ("no3", students("KD No3", "no3", config.alpha)),
+        "only78": ("only78", students("KD 7,8 only", "only78", config.alpha)),
+        # What the T^2 factor does once the hard labels are in the loss: without it, at T = 20
+        # the soft targets' gradients are 400 times smaller than the paper intends
+        "t2": (
+            "no3",
+            students("KD No3 T2 on", "no3", ABLATION_ALPHA, t2=True)
+            + students("KD No3 T2 off", "no3", ABLATION_ALPHA, t2=False),
+        ),
+    }
+    for name, (transfer_name, jobs) in planned.items():
+        stages[name] = lab.train(jobs, transfers[transfer_name], teacher=teacher)
         _report_stage(name, stages[name], opts)
 
     # The T-sweep: small students at every temperature, with a hard-label baseline per width
@@ -195,12 +195,18 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
     for width in config.sweep_widths:
         h = (width, width)
         sweep_jobs.append(
-            job(f"Hard {width}", spec(h, 0.0, 1.0, config.resolved("sweep_epochs"), "sweep"), "all", False)
+            job(
+                f"Hard {width}",
+                spec(h, 0.0, 1.0, config.resolved("sweep_epochs"), "sweep"),
+                "all",
+                False,
+                config.seed,
+            )
         )
         sweep_index.append((width, None))
         for t in config.sweep_temperatures:
             s = spec(h, config.alpha, t, config.resolved("sweep_epochs"), "sweep")
-            sweep_jobs.append(job(f"KD {width} T={t:g}", s, "all", True))
+            sweep_jobs.append(job(f"KD {width} T={t:g}", s, "all", True, config.seed))
             sweep_index.append((width, t))
     stages["sweep"] = lab.train(sweep_jobs, transfers["all"], teacher=teacher)
     _report_stage("sweep", stages["sweep"], opts)
@@ -208,10 +214,8 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
     # Test errors, and the bias shifts
     test_logits = lab.logits
     teacher_test = teacher.test_logits
-    students = {m.name: m for name in ("students", "no3", "only78", "t2") for m in stages[name].models}
-    logits = dict(zip(students, test_logits(list(students.values()))))
-    evals = {name: evaluation(v[None], y_test, num_classes)[0] for name, v in logits.items()}
-    evals["Teacher"] = evaluation(teacher_test[None], y_test, num_classes)[0]
+    trained = {m.name: m for name in planned for m in stages[name].models}
+    logits = dict(zip(trained, test_logits(list(trained.values()))))
     n_test = len(y_test)
     others = tuple(c for c in range(num_classes) if c not in KEPT)
 
@@ -221,25 +225,30 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
         n_moved = int(torch.isin(y_test, torch.tensor(moved, device=lab.device)).sum())
         return round(n_test * (1 - float(overall[0]))), round(n_moved * (1 - float(on_moved[0])))
 
-    # the label-free shifts: no test label is read, only the test images and the training labels
+    def per_seed(base: str, moved: tuple[int, ...] = (OMITTED,), shifts: list | None = None) -> list:
+        """Each seed's (all, on `moved`) test errors, after its own shift when one is given."""
+        return [errors_at(named(base, s), moved, shifts[k] if shifts else 0.0) for k, s in enumerate(seeds)]
+
+    # the label-free shifts read no test label: only the test images and the training labels
     trained_on = y[rows]
-    shifts_3 = {
-        "paper": PAPER_SHIFT_3,
-        "best on test": best_shift(logits["KD No3"], y_test, (OMITTED,)),
-        "prior matching": prior_matching_or_none(logits["KD No3"], teacher_test, (OMITTED,)),
-        "prediction share": prediction_share_shift(
-            logits["KD No3"], (OMITTED,), label_share(trained_on, (OMITTED,))
-        ),
-    }
-    # lowering 7 and 8 by d is raising every other class by d: softmax ignores a common shift
-    shifts_78 = {
-        "paper": PAPER_SHIFT_78,
-        "best on test": -best_shift(logits["KD 7,8 only"], y_test, others),
-        "prior matching": _negated(prior_matching_or_none(logits["KD 7,8 only"], teacher_test, others)),
-        "prediction share": -prediction_share_shift(
-            logits["KD 7,8 only"], others, label_share(trained_on, others)
-        ),
-    }
+
+    def shifts_for(base: str, moved: tuple[int, ...], sign: float) -> dict[str, list[float | None]]:
+        """Each strategy's shift of each seed's student; `sign` -1 lowers the kept classes by
+        raising the others (softmax ignores a common shift)."""
+        found = {}
+        for s in seeds:
+            z = logits[named(base, s)]
+            choices = {
+                "best on test": best_shift(z, y_test, moved),
+                "prior matching": prior_matching_or_none(z, teacher_test, moved),
+                "prediction share": prediction_share_shift(z, moved, label_share(trained_on, moved)),
+            }
+            for how, value in choices.items():
+                found.setdefault(how, []).append(None if value is None else sign * value)
+        return found
+
+    shifts_3 = {"paper": [PAPER_SHIFT_3] * len(seeds), **shifts_for("KD No3", (OMITTED,), 1.0)}
+    shifts_78 = {"paper": [PAPER_SHIFT_78] * len(seeds), **shifts_for("KD 7,8 only", others, -1.0)}
     sweep_errors = []
     for width in config.sweep_widths:  # one stack per width
         models = [m for m, (w, _) in zip(stages["sweep"].models, sweep_index) if w == width]
@@ -248,109 +257,70 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
 
     seconds = {name: stage.training_seconds for name, stage in stages.items()}
     reused = {name: stage.reused for name, stage in stages.items()}
+
+    def row(experiment: str, paper, values: list, unit: str, stage: str) -> dict:
+        return _row(experiment, paper, values, unit, stage, seconds[stage], reused[stage])
+
+    def percent(errors: list) -> list[float]:
+        return [100 * e / n_test for e in errors]
+
     t3 = int((y_test == OMITTED).sum())
+    teacher_errors = int((teacher_test.argmax(-1) != y_test).sum())
+    no3 = per_seed("KD No3", (OMITTED,))
     rows_out = [
-        _row(
+        row(
             "teacher 784-1200-1200-10 (dropout, max-norm, 2-px jitter)",
             67,
-            evals["Teacher"]["errors"],
+            [teacher_errors],
             "errors",
             "teacher",
-            seconds,
-            reused,
         ),
-        _row(
+        row(
             "784-800-800-10, no regularisation, hard labels",
             146,
-            evals["Hard"]["errors"],
+            [e for e, _ in per_seed("Hard")],
             "errors",
             "students",
-            seconds,
-            reused,
         ),
-        _row(
+        row(
             f"784-800-800-10 distilled at T={temp:g}",
             74,
-            evals["KD"]["errors"],
+            [e for e, _ in per_seed("KD")],
             "errors",
             "students",
-            seconds,
-            reused,
         ),
-        _row(
-            "same, transfer set without any 3",
-            206,
-            evals["KD No3"]["errors"],
-            "errors",
-            "no3",
-            seconds,
-            reused,
-        ),
-        _row(
-            f"… of them on the {t3} test 3s",
-            133,
-            errors_at("KD No3", (OMITTED,), 0.0)[1],
-            "errors",
-            "no3",
-            seconds,
-            reused,
-        ),
+        row("same, transfer set without any 3", 206, [e for e, _ in no3], "errors", "no3"),
+        row(f"… of them on the {t3} test 3s", 133, [e for _, e in no3], "errors", "no3"),
     ]
-    for how, shift in shifts_3.items():
-        if shift is None:  # prior matching found no shift: the rows say so
+    for how, shifts in shifts_3.items():
+        if None in shifts:  # prior matching found no shift: the rows say so
             for suffix in ("", ": errors on 3s"):
-                label = f"… bias of 3 raised ({how}){suffix}"
-                rows_out.append(_row(label, None, NOT_FOUND, "errors", "no3", seconds, reused))
+                rows_out.append(
+                    row(f"… bias of 3 raised ({how}){suffix}", None, [NOT_FOUND], "errors", "no3")
+                )
             continue
-        total, on3 = errors_at("KD No3", (OMITTED,), shift)
-        label = f"… bias of 3 raised by {shift:+.2f} ({how})"
-        rows_out.append(_row(label, 109 if how == "paper" else None, total, "errors", "no3", seconds, reused))
+        moved = per_seed("KD No3", (OMITTED,), shifts)
+        label = f"… bias of 3 raised by {_shift_text(shifts)} ({how})"
+        paper = how == "paper"
+        rows_out.append(row(label, 109 if paper else None, [e for e, _ in moved], "errors", "no3"))
         rows_out.append(
-            _row(
-                f"{label}: errors on 3s",
-                14 if how == "paper" else None,
-                on3,
-                "errors",
-                "no3",
-                seconds,
-                reused,
-            )
+            row(f"{label}: errors on 3s", 14 if paper else None, [e for _, e in moved], "errors", "no3")
         )
-    rows_out.append(
-        _row(
-            "transfer set holding only 7s and 8s",
-            47.3,
-            100 * evals["KD 7,8 only"]["errors"] / n_test,
-            "% error",
-            "only78",
-            seconds,
-            reused,
-        )
-    )
-    for how, shift in shifts_78.items():
-        if shift is None:
-            label = f"… biases of 7 and 8 moved ({how})"
-            rows_out.append(_row(label, None, NOT_FOUND, "% error", "only78", seconds, reused))
+    only78 = [e for e, _ in per_seed("KD 7,8 only")]
+    rows_out.append(row("transfer set holding only 7s and 8s", 47.3, percent(only78), "% error", "only78"))
+    for how, shifts in shifts_78.items():
+        if None in shifts:
+            rows_out.append(row(f"… biases of 7 and 8 moved ({how})", None, [NOT_FOUND], "% error", "only78"))
             continue
-        total, _ = errors_at("KD 7,8 only", KEPT, shift)
-        rows_out.append(
-            _row(
-                f"… biases of 7 and 8 moved by {shift:+.2f} ({how})",
-                13.2 if how == "paper" else None,
-                100 * total / n_test,
-                "% error",
-                "only78",
-                seconds,
-                reused,
-            )
-        )
+        moved = [e for e, _ in per_seed("KD 7,8 only", KEPT, shifts)]
+        label = f"… biases of 7 and 8 moved by {_shift_text(shifts)} ({how})"
+        rows_out.append(row(label, 13.2 if how == "paper" else None, percent(moved), "% error", "only78"))
     for state in ("on", "off"):
-        name = f"KD No3 T2 {state}"
-        total, on3 = errors_at(name, (OMITTED,), PAPER_SHIFT_3)
+        moved = per_seed(f"KD No3 T2 {state}", (OMITTED,), [PAPER_SHIFT_3] * len(seeds))
         label = f"no 3s, hard labels weighted {1 - ABLATION_ALPHA:.1f}, T² {state}, bias of 3 +3.50"
-        rows_out.append(_row(label, None, total, "errors", "t2", seconds, reused))
-        rows_out.append(_row(f"{label}: errors on 3s", None, on3, "errors", "t2", seconds, reused))
-    rows_out += _sweep_rows(sweep, seconds, reused)
+        rows_out.append(row(label, None, [e for e, _ in moved], "errors", "t2"))
+        rows_out.append(row(f"{label}: errors on 3s", None, [e for _, e in moved], "errors", "t2"))
+    rows_out += _sweep_rows(sweep, row)
     return write_hinton2015_outputs(
         config=config,
         rows=rows_out,
@@ -379,6 +349,7 @@ def make_spec(
     `regularisers` say otherwise (the teacher's); jittered transfer sets for distilled students
     when `--jitter-transfer` is on."""
     optimizer = regularisers.pop("optimizer", config.student_optimizer)
+    seed = regularisers.pop("seed", config.seed)
     return TrainSpec(
         sizes=(data.num_features, *hidden, len(data.classes)),
         epochs=epochs,
@@ -387,8 +358,8 @@ def make_spec(
         alpha=alpha,
         temperature=temperature if alpha > 0 else 1.0,
         t2=regularisers.pop("t2", config.t2) and alpha > 0,
-        init_seed=derive_seed(config.seed, f"{role}-init"),
-        stream_seed=derive_seed(config.seed, f"{role}-stream"),
+        init_seed=derive_seed(seed, f"{role}-init"),
+        stream_seed=derive_seed(seed, f"{role}-stream"),
         optimizer=optimizer,
         momentum=config.momentum if optimizer == "sgd" else 0.0,
         schedule=config.schedule,
@@ -413,20 +384,31 @@ def _negated(shift: float | None) -> float | None:
     return None if shift is None else -shift
 
 
-def _row(experiment, paper, kdlab, unit: str, stage: str, seconds: dict, reused: dict) -> dict:
-    """One line of the side-by-side table; `stage` names the training it needed, whose recorded
+def _row(experiment, paper, values: list, unit: str, stage: str, seconds: float, reused: bool) -> dict:
+    """One line of the side-by-side table: the mean over the student seeds' `values` (one value:
+    itself) with their min and max; `stage` names the training it needed, whose recorded
     training time is the row's time."""
-    numeric = isinstance(paper, (int, float)) and isinstance(kdlab, (int, float))
+    numeric = all(isinstance(v, (int, float)) for v in values)
+    kdlab = (values[0] if len(values) == 1 else sum(values) / len(values)) if numeric else values[0]
     return {
         "experiment": experiment,
         "paper": paper,
         "kdlab": kdlab,
-        "difference": kdlab - paper if numeric else None,
+        "difference": kdlab - paper if numeric and isinstance(paper, (int, float)) else None,
+        "per_seed": values,
+        "min": min(values) if numeric else None,
+        "max": max(values) if numeric else None,
         "unit": unit,
         "stage": stage,
-        "stage_seconds": seconds[stage],
-        "reused": reused[stage],
+        "stage_seconds": seconds,
+        "reused": reused,
     }
+
+
+def _shift_text(shifts: list[float]) -> str:
+    """One shift, or the range of the seeds' shifts."""
+    low, high = min(shifts), max(shifts)
+    return f"{low:+.2f}" if f"{low:+.2f}" == f"{high:+.2f}" else f"{low:+.2f} to {high:+.2f}"
 
 
 def _sweep_table(index: list[tuple[int, float | None]], errors: list[int]) -> dict:
@@ -442,35 +424,20 @@ def _sweep_table(index: list[tuple[int, float | None]], errors: list[int]) -> di
     return table
 
 
-def _sweep_rows(sweep: dict, seconds: dict, reused: dict) -> list[dict]:
+def _sweep_rows(sweep: dict, row) -> list[dict]:
     """The paper's qualitative T-sweep claims, each as a measured row."""
     rows = []
     for width, entry in sweep.items():
         temps, errors = entry["temperature"], entry["errors"]
         best = temps[min(range(len(temps)), key=errors.__getitem__)]
         high = [e for t, e in zip(temps, errors) if t >= 8]
-        rows.append(
-            _row(
-                f"{width}-unit students: best T",
-                "2.5–4" if int(width) < 300 else "any above 8",
-                best,
-                "T",
-                "sweep",
-                seconds,
-                reused,
-            )
-        )
+        paper = "2.5–4" if int(width) < 300 else "any above 8"
+        rows.append(row(f"{width}-unit students: best T", paper, [best], "T", "sweep"))
         if high:
+            similar = "similar" if int(width) >= 300 else None
+            span = f"{min(high)}–{max(high)}"
             rows.append(
-                _row(
-                    f"{width}-unit students: errors over T ≥ 8 (min–max)",
-                    "similar" if int(width) >= 300 else None,
-                    f"{min(high)}–{max(high)}",
-                    "errors",
-                    "sweep",
-                    seconds,
-                    reused,
-                )
+                row(f"{width}-unit students: errors over T ≥ 8 (min–max)", similar, [span], "errors", "sweep")
             )
     return rows
 

@@ -16,25 +16,39 @@ def _fmt(value, unit: str) -> str:
         return "–"
     if isinstance(value, str):
         return value
-    return f"{value:.1f}" if unit == "% error" else f"{value:g}"
+    if unit == "% error":
+        return f"{value:.1f}"
+    return f"{value:g}" if float(value).is_integer() else f"{value:.1f}"
 
 
 def _diff(row: dict) -> str:
     d = row["difference"]
     if d is None:
         return "–"
-    return f"{d:+.1f}" if row["unit"] == "% error" else f"{d:+g}"
+    return f"{d:+g}" if row["unit"] != "% error" and float(d).is_integer() else f"{d:+.1f}"
+
+
+def _spread(row: dict) -> str:
+    """The student seeds' min–max, where a row has several."""
+    if len(row["per_seed"]) < 2 or row["min"] is None:
+        return "–"
+    return f"{_fmt(row['min'], row['unit'])}–{_fmt(row['max'], row['unit'])}"
 
 
 def table_markdown(rows: list[dict]) -> str:
+    """The side-by-side table; with several student seeds, kdlab's value is their mean and a
+    column gives their min–max."""
+    seeded = any(len(r["per_seed"]) > 1 for r in rows)
+    head = ["Experiment", "Paper", "kdlab (mean)" if seeded else "kdlab", "kdlab − paper"]
     return markdown(
-        ["Experiment", "Paper", "kdlab", "kdlab − paper", "Unit", "Training of its stage (s)"],
+        [*head, *(["Seeds: min–max"] if seeded else []), "Unit", "Training of its stage (s)"],
         [
             [
                 r["experiment"],
                 _fmt(r["paper"], r["unit"]),
                 _fmt(r["kdlab"], r["unit"]),
                 _diff(r),
+                *([_spread(r)] if seeded else []),
                 r["unit"],
                 f"{r['stage_seconds']:.1f}",
             ]
@@ -61,6 +75,7 @@ def findings(rows: list[dict]) -> list[str]:
 def write_hinton2015_outputs(
     *, config, rows, sweep, shifts, stages, histories, provenance, wall_time_s, models
 ) -> Result:
+    seeds = [config.seed + k for k in range(config.seeds)]
     """The rows as data with their findings (analysis), and the table, report and figures
     rendered from them (nothing is written here)."""
     curves = {name: [histories[name]] for name in CURVES if name in histories}
@@ -68,7 +83,8 @@ def write_hinton2015_outputs(
     shift_lines = [
         f"- {classes}: "
         + ", ".join(
-            f"{how} " + ("not found" if value is None else f"{value:+.2f}") for how, value in values.items()
+            f"{how} " + ("not found" if None in found else " ".join(f"{v:+.2f}" for v in found))
+            for how, found in values.items()
         )
         for classes, values in shifts.items()
     ]
@@ -108,6 +124,10 @@ def write_hinton2015_outputs(
             "thresholds (the paper's procedure applied to this model; optimistic).",
             "- prior matching: no labels; the shift that makes the student's mean probability of the "
             "moved classes on the test images equal the teacher's.",
+            "- prediction share: no test labels; the shift at which the share of test images predicted "
+            "as the moved classes equals their share among the training labels.",
+            "",
+            f"Shifts per student seed ({', '.join(map(str, seeds))}):",
             "",
             *shift_lines,
             "",
