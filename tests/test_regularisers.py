@@ -59,13 +59,14 @@ def test_max_norm_caps_only_the_long_columns():
     )
 
 
-def test_stacked_sgd_matches_torch_sgd_with_momentum():
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_stacked_sgd_matches_torch_sgd_with_momentum(nesterov):
     torch.manual_seed(0)
     stacked = torch.nn.Parameter(torch.randn(2, 4, 3))
     singles = [torch.nn.Parameter(stacked[k].detach().clone()) for k in range(2)]
     lrs = [0.1, 0.01]
-    ours = StackedSGD([stacked], lrs, momentum=0.9)
-    theirs = [torch.optim.SGD([singles[k]], lr=lrs[k], momentum=0.9) for k in range(2)]
+    ours = StackedSGD([stacked], lrs, momentum=0.9, nesterov=nesterov)
+    theirs = [torch.optim.SGD([singles[k]], lr=lrs[k], momentum=0.9, nesterov=nesterov) for k in range(2)]
     for _ in range(4):
         grad = torch.randn(2, 4, 3)
         stacked.grad = grad.clone()

@@ -68,7 +68,7 @@ class Hinton2015Config:
     jitter: int = option(2, "teacher: random translation of its training images by up to N pixels", ge=0)
     teacher_optimizer: str = option("adam", f"teacher optimiser: {', '.join(OPTIMIZERS)}", choices=OPTIMIZERS)
     teacher_lr: float = option(1e-3, "teacher learning rate", gt=0)
-    momentum: float = option(0.9, "momentum of sgd (teacher or students)", ge=0, lt=1)
+    momentum: float = option(0.9, "momentum of sgd and nesterov (teacher or students)", ge=0, lt=1)
     schedule: str = option(
         "cosine", f"learning-rate schedule of every model: {', '.join(SCHEDULES)}", choices=SCHEDULES
     )
@@ -361,7 +361,7 @@ def make_spec(
         init_seed=derive_seed(seed, f"{role}-init"),
         stream_seed=derive_seed(seed, f"{role}-stream"),
         optimizer=optimizer,
-        momentum=config.momentum if optimizer == "sgd" else 0.0,
+        momentum=config.momentum if optimizer != "adam" else 0.0,
         schedule=config.schedule,
         dropout=regularisers.pop("dropout", 0.0),
         jitter=regularisers.pop("jitter", config.jitter if config.jitter_transfer and alpha > 0 else 0),

@@ -38,8 +38,8 @@ class TrainSpec:
     input_dropout: float = 0.0  # (group) dropout on the input pixels
     max_norm: float = 0.0  # (group) cap on the L2 norm of each unit's incoming weights; 0: none
     jitter: int = 0  # (group) random translation of every training image by up to this many pixels
-    optimizer: str = "adam"  # (group) adam, or sgd with momentum
-    momentum: float = 0.0  # (group) sgd momentum
+    optimizer: str = "adam"  # (group) adam, or sgd / nesterov with momentum
+    momentum: float = 0.0  # (group) momentum of sgd and nesterov
     schedule: str = "constant"  # (group) learning-rate schedule over all steps: constant, cosine, linear
     arch: str = "mlp"  # (group) model family: mlp, or cnn for images
 

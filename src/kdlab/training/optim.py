@@ -2,8 +2,9 @@
 
 torch.optim takes one learning rate per parameter tensor, but a stacked tensor holds K
 models. Adam: torch's fused kernel is elementwise, so it runs unchanged on each model's
-slice, and models that share a learning rate go through one fused call. SGD with momentum:
-one multiply-add per tensor with the learning rates broadcast along the model axis.
+slice, and models that share a learning rate go through one fused call. SGD with momentum
+(heavy-ball, or Nesterov's): one multiply-add per tensor with the learning rates broadcast
+along the model axis.
 Both take a schedule factor at every step.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch.optim.adam import adam
 
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "sgd", "nesterov")  # nesterov: sgd with Nesterov momentum
 
 
 class StackedAdam:
@@ -67,11 +68,15 @@ class StackedAdam:
 
 
 class StackedSGD:
-    """SGD with (heavy-ball) momentum: v = m v + g; p -= lr v."""
+    """SGD with momentum, as torch.optim.SGD: v = m v + g; p -= lr v (heavy-ball), or
+    p -= lr (g + m v) with `nesterov`."""
 
-    def __init__(self, params: list[torch.nn.Parameter], lrs: list[float], momentum: float):
+    def __init__(
+        self, params: list[torch.nn.Parameter], lrs: list[float], momentum: float, nesterov: bool = False
+    ):
         self.params = list(params)
         self.momentum = momentum
+        self.nesterov = nesterov
         self.velocity = [torch.zeros_like(p) for p in self.params]
         self.lrs = torch.tensor(lrs, dtype=self.params[0].dtype, device=self.params[0].device)
 
@@ -83,7 +88,8 @@ class StackedSGD:
     def step(self, lr_factor: float = 1.0) -> None:
         for p, v in zip(self.params, self.velocity):
             v.mul_(self.momentum).add_(p.grad)
-            p.addcmul_(self.lrs.view(-1, *[1] * (p.dim() - 1)), v, value=-lr_factor)
+            step = p.grad.add(v, alpha=self.momentum) if self.nesterov else v
+            p.addcmul_(self.lrs.view(-1, *[1] * (p.dim() - 1)), step, value=-lr_factor)
 
 
 def make_optimizer(
@@ -91,6 +97,6 @@ def make_optimizer(
 ) -> StackedAdam | StackedSGD:
     if name == "adam":
         return StackedAdam(params, lrs)
-    if name == "sgd":
-        return StackedSGD(params, lrs, momentum)
+    if name in ("sgd", "nesterov"):
+        return StackedSGD(params, lrs, momentum, nesterov=name == "nesterov")
     raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
