@@ -160,3 +160,20 @@ def test_student_seeds_reuse_the_first_and_report_mean_and_range(quick_run, shar
     assert all(len(r["per_seed"]) == 1 for r in two["rows"] if r["stage"] in ("teacher", "sweep"))
     assert all(len(v) == 2 for v in two["shifts"]["3"].values())
     assert "Seeds: min–max" in (tmp_path / "s2" / "table.md").read_text()
+
+
+@pytest.mark.slow
+def test_recipe_table_lists_a_runs_rows_and_changed_settings(quick_run, tmp_path, capsys):
+    from kdlab.reporting.recipes import main as recipes
+
+    _, results = quick_run
+    (tmp_path / "runs" / "quick").mkdir(parents=True)
+    (tmp_path / "runs" / "quick" / "results.json").write_text(json.dumps(results))
+    assert recipes([str(tmp_path / "runs")]) == 0
+    (line,) = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| quick")]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    rows = {r["experiment"]: r for r in results["rows"]}
+    teacher = rows["teacher 784-1200-1200-10 (dropout, max-norm, 2-px jitter)"]["kdlab"]
+    assert cells[2] == str(teacher)
+    flags = cells[1].strip("`").split()  # in the order of the settings
+    assert flags == ["--budget", "quick", "--sweep-temperatures", "1.0", "4.0", "20.0", "--subset", "3000"]

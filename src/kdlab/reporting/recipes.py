@@ -1,0 +1,154 @@
+"""The hinton2015 recipe table: one line per `kdlab run hinton2015` run, the rows a reader checks
+first side by side, so that the recipes tried (and those that lost) are compared on one page.
+
+    python -m kdlab.reporting.recipes docs/hinton2015/recipes > docs/hinton2015/recipes.md
+
+Each sub-folder of the given folder is one run's output (its `results.json`); the settings
+column lists what the run changed from `kdlab run hinton2015`'s defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from kdlab.reporting.table import markdown
+
+# (column, the start of the row's experiment name); a row chosen by a strategy ends in "(how)"
+COLUMNS = (
+    ("teacher", "teacher 784-1200-1200-10"),
+    ("hard 800-800", "784-800-800-10, no regularisation"),
+    ("distilled 800-800", "784-800-800-10 distilled"),
+    ("no 3s", "same, transfer set without any 3"),
+    ("… on 3s", "… of them on the"),
+)
+PAPER = {"teacher": 67, "hard 800-800": 146, "distilled 800-800": 74, "no 3s": 206, "… on 3s": 133}
+LABEL_FREE = ("prior matching", "prediction share")
+
+
+def _value(row: dict) -> str:
+    value = row["kdlab"]
+    if isinstance(value, str):
+        return value
+    text = f"{value:.1f}" if row["unit"] == "% error" or not float(value).is_integer() else f"{value:g}"
+    if len(row.get("per_seed", [])) > 1:
+        lo, hi = row["min"], row["max"]
+        text += f" ({lo:g}–{hi:g})" if row["unit"] != "% error" else f" ({lo:.1f}–{hi:.1f})"
+    return text
+
+
+def _shifted(rows: list[dict], how: str) -> str:
+    """Errors (on 3s) after the no-3 student's shift chosen by `how`."""
+    total = next(
+        (
+            r
+            for r in rows
+            if r["experiment"].startswith("… bias of 3 raised") and r["experiment"].endswith(f"({how})")
+        ),
+        None,
+    )
+    on3 = next(
+        (
+            r
+            for r in rows
+            if r["experiment"].startswith("… bias of 3 raised")
+            and r["experiment"].endswith(f"({how}): errors on 3s")
+        ),
+        None,
+    )
+    if total is None or on3 is None:
+        return "–"
+    return f"{_value(total)} ({_value(on3)})"
+
+
+def _moved78(rows: list[dict], how: str) -> str:
+    """% error of the 7s-and-8s student after its shift chosen by `how`."""
+    row = next(
+        (
+            r
+            for r in rows
+            if r["experiment"].startswith("… biases of 7 and 8") and r["experiment"].endswith(f"({how})")
+        ),
+        None,
+    )
+    return _value(row) if row else "–"
+
+
+def _changed(config: dict) -> str:
+    """The settings of a run that differ from the protocol's defaults, as command-line flags."""
+    from kdlab.protocols.hinton2015 import Hinton2015Config
+
+    defaults = {f.name: f.default for f in fields(Hinton2015Config)}
+    flags = []
+    for name, value in config.items():
+        default = defaults.get(name)
+        if isinstance(default, tuple):
+            default = list(default)
+        if value == default:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + name.replace("_", "-"))
+        elif isinstance(value, list):
+            flags.append(f"{flag} {' '.join(map(str, value))}")
+        else:
+            flags.append(f"{flag} {value}")
+    return " ".join(flags) or "(defaults)"
+
+
+def recipe_line(name: str, results: dict) -> list[str]:
+    rows = results["rows"]
+    by_start = {
+        column: next((r for r in rows if r["experiment"].startswith(start)), None)
+        for column, start in COLUMNS
+    }
+    training = sum(s["training_seconds"] for s in results["stages"].values())
+    only78 = next((r for r in rows if r["experiment"].startswith("transfer set holding only 7s")), None)
+    return [
+        name,
+        f"`{_changed(results['config'])}`",
+        *(_value(r) if r else "–" for r in by_start.values()),
+        _shifted(rows, "paper"),
+        *(_shifted(rows, how) for how in LABEL_FREE),
+        _shifted(rows, "best on test"),
+        _value(only78) if only78 else "–",
+        _moved78(rows, "prediction share"),
+        f"{training / 60:.0f}",
+    ]
+
+
+def recipe_table(runs: dict[str, dict]) -> str:
+    """The Markdown table of the runs (name -> results.json), in the order given."""
+    head = [
+        "Recipe",
+        "Settings (changed from the defaults)",
+        *(f"{c} (paper {PAPER[c]})" for c, _ in COLUMNS),
+        "+3.5 (paper 109 (14))",
+        *(f"{how}: errors (on 3s)" for how in LABEL_FREE),
+        "best on test (uses test labels)",
+        "7s and 8s only, % (paper 47.3)",
+        "… prediction share, % (paper 13.2)",
+        "training (min)",
+    ]
+    return markdown(head, [recipe_line(name, results) for name, results in runs.items()])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m kdlab.reporting.recipes FOLDER_OF_RUNS", file=sys.stderr)
+        return 2
+    folder = Path(args[0])
+    runs = {
+        run.name: json.loads((run / "results.json").read_text())
+        for run in sorted(folder.iterdir())
+        if (run / "results.json").is_file()
+    }
+    print(recipe_table(runs), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
