@@ -1,30 +1,40 @@
-"""The README documents every option of every command, and its quick start stays two commands."""
+"""The docs: options.md is generated from the settings and lists every option of every command,
+and the README's quick start stays two commands."""
 
-import re
+from __future__ import annotations
+
+import argparse
 from pathlib import Path
 
 from kdlab.cli import build_parser
+from kdlab.docs.options import options_page
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def _options() -> set[str]:
-    parser = build_parser()
-    run = next(a for a in parser._subparsers._group_actions if a.dest == "command").choices["run"]
-    protocols = next(a for a in run._subparsers._group_actions if a.dest == "protocol").choices
-    commands = next(a for a in parser._subparsers._group_actions if a.dest == "command").choices
-    found = set()
-    for sub in [*protocols.values(), commands["sweep"], commands["tune"]]:
-        for action in sub._actions:
-            found.update(s for s in action.option_strings if s.startswith("--") and s != "--help")
-    return found
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 
 
-def test_readme_documents_every_option():
-    text = README.read_text()
-    documented = set(re.findall(r"`(--[a-z0-9-]+)", text))
-    missing = {o for o in _options() if o not in documented and not o.startswith("--no-")}
-    assert not missing, f"README lacks {sorted(missing)}"
+def test_options_page_is_generated_from_the_settings():
+    page = ROOT / "docs" / "options.md"
+    assert page.read_text() == options_page(), "docs/options.md is out of date: run kdlab docs (make docs)"
+
+
+def _parsers(parser: argparse.ArgumentParser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def _cli_options() -> set[str]:
+    """Every option of every command and subcommand of `kdlab`."""
+    found = {s for p in _parsers(build_parser()) for a in p._actions for s in a.option_strings}
+    return {s for s in found if s.startswith("--")} - {"--help", "--version"}
+
+
+def test_options_page_lists_every_option_of_every_command():
+    text = (ROOT / "docs" / "options.md").read_text()
+    assert not {o for o in _cli_options() if f"`{o}`" not in text}
 
 
 def test_quick_start_is_two_commands():
