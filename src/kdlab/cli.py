@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_arguments(sub.add_argument_group("run"), SharedRunOptions)
     data = commands.add_parser("data", help="prepare your own data set")
     data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
-    pack_help = "pack a folder of images in class subfolders into an .npz data set (see README)"
+    pack_help = "pack a folder of images in class subfolders into an .npz data set (see docs/data.md)"
     pack = data_commands.add_parser("pack", help=pack_help, description=pack_help)
     layout = "<class>/<image> or train|test/<class>/<image>"
     pack.add_argument("folder", type=Path, metavar="FOLDER", help=layout)
