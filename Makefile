@@ -1,6 +1,6 @@
 # Two entry points: `make run` (set up, then the mythical-digit experiment) and `make test`.
-# `make reproduce [STUDY=name]` reruns the published studies into docs/; `make docs` refreshes
-# the docs' tables from the runs' outputs.
+# `make reproduce [STUDY=name] [MODELS=store]` reruns the published studies into docs/;
+# `make docs` refreshes the docs' tables from the runs' outputs.
 VENV ?= .venv
 DATA ?= ../shared/data
 PYTHON ?= python3
@@ -25,7 +25,7 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/bench_protocol.py --data-dir $(DATA)
 
 reproduce: $(VENV)/.installed
-	$(VENV)/bin/kdlab reproduce --data-dir $(DATA) $(if $(STUDY),--study $(STUDY))
+	$(VENV)/bin/kdlab reproduce --data-dir $(DATA) $(if $(STUDY),--study $(STUDY)) $(if $(MODELS),--models-dir $(MODELS))
 
 docs: $(VENV)/.installed
 	$(VENV)/bin/kdlab docs

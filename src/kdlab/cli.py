@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("docs", "refresh the docs' tables from the runs' outputs, and docs/options.md", DocsOptions),
     ):
         sub = commands.add_parser(name, help=help_text, description=cls.__doc__)
-        add_arguments(sub.add_argument_group("options"), cls)
+        add_arguments(sub.add_argument_group(name), cls)
     return parser
 
 

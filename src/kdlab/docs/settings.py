@@ -22,7 +22,7 @@ class ReproduceOptions:
     models_dir: Path | None = option(
         None, "the model store every study shares (default: the per-user cache's, or $KDLAB_CACHE/models)"
     )
-    quiet: bool = option(False, "each study's own output goes to a log in its work folder, not the terminal")
+    quiet: bool = option(False, "each study's own output goes to a log under the cache, not the terminal")
 
     def __post_init__(self) -> None:
         check_fields(self)
