@@ -1,4 +1,6 @@
 # Two entry points: `make run` (set up, then the mythical-digit experiment) and `make test`.
+# `make reproduce [STUDY=name] [MODELS=store]` reruns the published studies into docs/;
+# `make docs` refreshes the docs' tables from the runs' outputs.
 VENV ?= .venv
 DATA ?= ../shared/data
 PYTHON ?= python3
@@ -9,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e ".[dev,ray,tracking]"
 	touch $@
 
-.PHONY: setup run test bench
+.PHONY: setup run test bench reproduce docs
 setup: $(VENV)/.installed
 
 run: $(VENV)/.installed
@@ -21,3 +23,9 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/bench_protocol.py --data-dir $(DATA)
+
+reproduce: $(VENV)/.installed
+	$(VENV)/bin/kdlab reproduce --data-dir $(DATA) $(if $(STUDY),--study $(STUDY)) $(if $(MODELS),--models-dir $(MODELS))
+
+docs: $(VENV)/.installed
+	$(VENV)/bin/kdlab docs

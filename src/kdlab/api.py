@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from kdlab.sweep.options import RayOptions, SharedRunOptions
 if TYPE_CHECKING:
     import pandas as pd
 
+    from kdlab.docs.reproduce import Outcome
     from kdlab.result import Result
 
 # run options a caller may set: `out` is `Result.save`'s, `quiet` is `progress`'s, `config` the
@@ -126,3 +128,69 @@ def _ray_and_run_options(ray_values: dict, shared_values: dict, progress: bool, 
 
     ray_opts = _build(RayOptions, {"out": cache_dir() / kind / name, **ray_values})
     return ray_opts, _build(SharedRunOptions, {**shared_values, "quiet": not progress})
+
+
+def reproduce(
+    study: str | None = None,
+    *,
+    dry_run: bool = False,
+    data_dir: str | Path | None = None,
+    models_dir: str | Path | None = None,
+    progress: bool = False,
+    say: Callable[[str], None] | None = None,
+) -> list[Outcome]:
+    """Rerun the published studies (docs/studies.toml, read from the current folder: the
+    repository's root) whose outputs under docs/ are not current, then refresh the docs' blocks.
+
+    `study` picks one study, or every study under a name. All studies share one model store
+    (`models_dir`, default the per-user cache's), so reruns reuse trained models. `say` gets one
+    progress line per study; `progress` shows each study's own output (else it goes to a log).
+    With `dry_run`, nothing runs or is written.
+    """
+    from kdlab.data.datasets import cache_dir
+    from kdlab.docs import STUDIES
+    from kdlab.docs.blocks import refresh
+    from kdlab.docs.reproduce import reproduce as run_all
+    from kdlab.docs.studies import load_studies, select
+
+    studies, _ = load_studies(_studies_file(STUDIES))
+    chosen = select(studies, study)
+    store = Path(models_dir) if models_dir is not None else cache_dir() / "models"
+    data = Path(data_dir) if data_dir is not None else None
+    outcomes = run_all(
+        chosen, STUDIES.parent, data, store, cache_dir(), dry_run, progress, say or (lambda _: None)
+    )
+    if not dry_run:
+        refresh()
+    return outcomes
+
+
+def list_studies() -> list[tuple[str, float, str, str]]:
+    """(name, expected minutes, page, status) of every published study; the status is
+    `current` or why its outputs are not."""
+    from kdlab.docs import STUDIES
+    from kdlab.docs.reproduce import plan
+    from kdlab.docs.studies import load_studies
+
+    studies, _ = load_studies(_studies_file(STUDIES))
+    return [(s.name, s.minutes, s.page, why or "current") for s, why in plan(studies, STUDIES.parent)]
+
+
+def refresh_docs(check: bool = False) -> tuple[list[str], list[str]]:
+    """Refresh every include and generated block of the README and docs/ and docs/options.md,
+    in the current folder (the repository's root); with `check`, change nothing. Returns (what
+    changed, or with `check` what is out of date or broken; the outputs no run has written yet)."""
+    from kdlab.docs import STUDIES
+    from kdlab.docs.site import problems, update
+
+    _studies_file(STUDIES)
+    if check:
+        return problems()
+    changed = update()
+    return changed, problems()[1]
+
+
+def _studies_file(path: Path) -> Path:
+    if not path.is_file():
+        raise KdlabError(f"no {path} here: run this in the repository's root")
+    return path

@@ -1,5 +1,5 @@
-"""The `kdlab` command: `kdlab run PROTOCOL [options]`, `kdlab sweep FILE`, `kdlab tune FILE`;
-options generated from the configs."""
+"""The `kdlab` command: `kdlab run PROTOCOL [options]`, `kdlab sweep FILE`, `kdlab tune FILE`,
+`kdlab data pack`, `kdlab reproduce`, `kdlab docs`; options generated from the configs."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from kdlab import KdlabError, __version__, protocols, tracking
 from kdlab.config import RunOptions, add_arguments, from_args, load_toml
 from kdlab.data.pack import PackOptions
+from kdlab.docs.settings import DocsOptions, ReproduceOptions
 from kdlab.sweep.options import Budget, RayOptions, SharedRunOptions
 from kdlab.sweep.tune import TuneBudget
 
@@ -47,12 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
         add_arguments(sub.add_argument_group("run"), SharedRunOptions)
     data = commands.add_parser("data", help="prepare your own data set")
     data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
-    pack_help = "pack a folder of images in class subfolders into an .npz data set (see README)"
+    pack_help = "pack a folder of images in class subfolders into an .npz data set (see docs/data.md)"
     pack = data_commands.add_parser("pack", help=pack_help, description=pack_help)
     layout = "<class>/<image> or train|test/<class>/<image>"
     pack.add_argument("folder", type=Path, metavar="FOLDER", help=layout)
     pack.add_argument("npz", type=Path, metavar="OUT.npz", help="the data set file to write")
     add_arguments(pack.add_argument_group("options"), PackOptions)
+    for name, help_text, cls in (
+        ("reproduce", "rerun the published studies whose outputs in docs/ are not current", ReproduceOptions),
+        ("docs", "refresh the docs' tables from the runs' outputs, and docs/options.md", DocsOptions),
+    ):
+        sub = commands.add_parser(name, help=help_text, description=cls.__doc__)
+        add_arguments(sub.add_argument_group(name), cls)
     return parser
 
 
@@ -104,7 +111,48 @@ def _tune(args: argparse.Namespace) -> None:
     run_tune(spec, from_args(SharedRunOptions, args), from_args(RayOptions, args, spec.resources))
 
 
-COMMANDS = {"run": _run, "sweep": _sweep, "tune": _tune, "data": _data}
+def _reproduce(args: argparse.Namespace) -> None:
+    import kdlab
+
+    opts = from_args(ReproduceOptions, args)
+    if opts.list:
+        for name, minutes, page, status in kdlab.api.list_studies():
+            print(f"{name:<34} {minutes:>5g} min  {page:<22} {status}")
+        return
+    outcomes = kdlab.api.reproduce(
+        opts.study,
+        dry_run=opts.dry_run,
+        data_dir=opts.data_dir,
+        models_dir=opts.models_dir,
+        progress=not opts.quiet,
+        say=print,
+    )
+    failed = [o.study for o in outcomes if o.status == "failed"]
+    if failed:
+        raise KdlabError(f"{len(failed)} studies failed: {', '.join(failed)}")
+
+
+def _docs(args: argparse.Namespace) -> None:
+    import kdlab
+
+    check = from_args(DocsOptions, args).check
+    found, missing = kdlab.api.refresh_docs(check=check)
+    for line in missing:
+        print(f"missing: {line}")
+    for line in found:
+        print(line if check else f"refreshed {line}")
+    if check and found:
+        raise KdlabError(f"{len(found)} problem(s) in the docs")
+
+
+COMMANDS = {
+    "run": _run,
+    "sweep": _sweep,
+    "tune": _tune,
+    "data": _data,
+    "reproduce": _reproduce,
+    "docs": _docs,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,7 +45,9 @@ class StudyConfig:
     seed_list: tuple[int, ...] = option(
         (), "students per column given as an explicit list of seeds (instead of --seeds)", unique=True
     )
-    batch_size: int = option(256, "mini-batch size of every model (chosen by measurement: see README)", ge=1)
+    batch_size: int = option(
+        256, "mini-batch size of every model (chosen by measurement: see docs/performance.md)", ge=1
+    )
     temperature: float = option(4.0, "distillation temperature T", gt=0)
     alpha: float = option(0.9, "weight of the soft-target term; 1 - alpha weighs the hard labels", ge=0, le=1)
     lr: float = option(1e-3, "Adam learning rate", gt=0)
