@@ -26,7 +26,7 @@ from kdlab.cli import main
         (["--device", "tpu"], "--device must be"),
         (
             ["--calibration", "magic"],
-            "--calibration must be one of fixed, oracle-test, validation, prior-matching, not 'magic'",
+            "--calibration must be one of fixed, oracle-test, validation, prior-matching, prediction-share, not 'magic'",
         ),
         (["--calibration", "validation"], "set --val-size > 0"),
         (["--seeds", "0"], "--seeds must be >= 1"),
