@@ -155,3 +155,16 @@ def test_the_engine_still_trains_the_reference_weights():
         "ENGINE_VERSION in kdlab/protocols/common.py (stored models are then trained again) and "
         "update REFERENCE in this file with the values fingerprint() gives."
     )
+
+
+def test_the_cpu_kernels_are_part_of_the_device_kind(monkeypatch):
+    """Models trained with the kernels of another instruction set round differently: their key
+    and the output folder's claim name the kernels, not just `cpu`."""
+    from kdlab.protocols import common
+
+    kinds = {}
+    for capability in ("AVX2", "AVX512"):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
+        kinds[capability] = data_identity(_dataset(), torch.device("cpu"))
+        assert common.device_kind(torch.device("cpu")) == f"cpu-{capability.lower()}"
+    assert ModelJob("m", SPEC, kinds["AVX2"], 0).key != ModelJob("m", SPEC, kinds["AVX512"], 0).key
