@@ -33,39 +33,6 @@ def _args(data, out, *extra):
     ]
 
 
-@pytest.mark.parametrize(
-    ("fractions", "message"),
-    [
-        (["0"], "--fractions must be in (0, 100], not 0"),
-        (["101"], "--fractions must be in (0, 100], not 101"),
-        (["nan"], "--fractions must be a finite number, not nan"),
-        (["-3"], "--fractions must be in (0, 100], not -3"),
-        (["1", "3", "1"], "--fractions must not repeat"),
-    ],
-)
-def test_bad_fractions_fail_in_one_line_and_write_nothing(fractions, message, tmp_path, capsys):
-    out = tmp_path / "out"
-    assert main(["run", "soft-regularizer", "--out", str(out), "--fractions", *fractions]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("kdlab: error:") and message in err and err.count("\n") == 1
-    assert not out.exists()
-
-
-@pytest.mark.parametrize(
-    ("setting", "message"),
-    [
-        ({"fractions": ("3",)}, "--fractions must be a list of numbers, not '3'"),
-        ({"fractions": ()}, "--fractions needs at least 1"),
-        ({"steps": 0}, "--steps must be >= 1"),
-        ({"min_epochs": 5, "max_epochs": 4}, "--min-epochs"),
-        ({"val_size": 0}, "--val-size must be >= 1"),
-    ],
-)
-def test_bad_settings_are_kdlab_errors(setting, message):
-    with pytest.raises(sr.KdlabError, match=message):
-        sr.SoftRegularizerConfig(**setting)
-
-
 def test_epoch_rule_keeps_the_steps_within_the_bounds():
     config = sr.SoftRegularizerConfig(steps=800, min_epochs=4, max_epochs=150, batch_size=256)
     assert config.student_epochs(55_000) == 4  # 215 steps an epoch: the floor

@@ -36,12 +36,14 @@ def option(default: Any, help: str, **checks: Any) -> Any:
     return field(default=default, metadata={"help": help, **checks})
 
 
-def same_as(cls: type, name: str, default: Any = dataclasses.MISSING, note: str = "") -> Any:
+def same_as(cls: type, name: str, default: Any = dataclasses.MISSING, note: str = "", help: str = "") -> Any:
     """The setting `name` of settings class `cls` (its help text and checks) for another
-    protocol, with that protocol's default and an optional note on its help: a setting that
-    protocols share is declared once."""
+    protocol, with that protocol's default and an optional note on its help (or a help text of
+    its own): a setting that protocols share is declared once, so its checks cannot be lost."""
     (original,) = (f for f in dataclasses.fields(cls) if f.name == name)
     metadata = dict(original.metadata)
+    if help:
+        metadata["help"] = help
     if note:
         metadata["help"] = f"{metadata['help']}; {note}"
     default = original.default if default is dataclasses.MISSING else default

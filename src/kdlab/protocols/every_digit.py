@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from kdlab.config import RunOptions, option
+from kdlab.config import RunOptions, option, same_as
 from kdlab.protocols.study import StudyConfig, open_study
 from kdlab.reporting.every_digit import analyse, render
 from kdlab.result import Result
@@ -22,13 +22,18 @@ NAME = "every-digit"
 class EveryDigitConfig(StudyConfig):
     """Settings of the every-digit study: the published protocol, calibrated on a validation split."""
 
-    calibration: tuple[str, ...] = option(
+    calibration: tuple[str, ...] = same_as(
+        StudyConfig,
+        "calibration",
         ("validation", "fixed", "prior-matching", "oracle-test"),
-        "how to choose each omitted class's bias shift, one or more of: fixed, oracle-test, validation, "
+        help="how to choose each omitted class's bias shift, one or more of: fixed, oracle-test, validation, "
         "prior-matching, prediction-share; the first is the table's 'after'",
     )
-    val_size: int = option(
-        5000, "training images held out as the validation split for `validation` calibration and the curves"
+    val_size: int = same_as(
+        StudyConfig,
+        "val_size",
+        5000,
+        help="training images held out as the validation split for `validation` calibration and the curves",
     )
     classes: tuple[str, ...] = option(
         (), "the classes to omit in turn (indices or names; default: every class)"
