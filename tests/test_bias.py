@@ -9,7 +9,7 @@ import torch
 from kdlab import KdlabError
 from kdlab.models import StackedMLP
 from kdlab.protocols.mythical_digit import columns
-from kdlab.protocols.study import resolve_classes, shift_output_bias
+from kdlab.protocols.study import StudyConfig, resolve_classes, shift_output_bias, split_rows
 from kdlab.reporting.findings import detect_overfitting
 from kdlab.reporting.table import per_seed_table, summarise, table_csv, table_markdown
 from kdlab.training.engine import predict
@@ -31,13 +31,25 @@ def test_shift_output_bias_changes_only_the_omitted_logits():
 def test_resolve_classes():
     classes = tuple(str(d) for d in range(10))
     assert resolve_classes(("3",), classes) == (3,)
-    assert resolve_classes(("8", "3", "3"), classes) == (3, 8)
+    assert resolve_classes(("8", "3"), classes) == (3, 8)
+    with pytest.raises(KdlabError, match=r"^--omit names class '3' twice \('3' and '3'\)$"):
+        resolve_classes(("3", "8", "3"), classes, "--omit")
     with pytest.raises(KdlabError, match="unknown class '10'"):
         resolve_classes(("10",), classes)
     named = ("tee", "trouser", "pullover")
     assert resolve_classes(("trouser", "0"), named) == (0, 1)
+    with pytest.raises(KdlabError, match=r"names class 'trouser' twice \('1' and 'trouser'\)"):
+        resolve_classes(("1", "trouser"), named)
     with pytest.raises(KdlabError, match="unknown class 'shirt'"):
         resolve_classes(("shirt",), named)
+
+
+def test_a_subset_larger_than_the_training_set_is_refused():
+    assert len(split_rows(StudyConfig(subset=60000), 60000)[0]) == 60000
+    with pytest.raises(
+        KdlabError, match=r"^--subset 60001 is larger than the training set \(60000 images\)$"
+    ):
+        split_rows(StudyConfig(subset=60001), 60000)
 
 
 def test_column_names():

@@ -41,6 +41,48 @@ def test_invalid_settings(args, message, shared_data, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["mythical-digit", "--subset", "5"],
+            "the first 5 training images (--subset) hold no image of class(es) 2, 3, 6, 7, 8",
+        ),
+        (["every-digit", "--subset", "5"], "the first 5 training images (--subset) hold no image"),
+        (["hinton2015", "--budget", "quick", "--subset", "5"], "hold no image of class(es) 2, 3, 6, 7, 8"),
+        (["soft-regularizer", "--subset", "5"], "hold no image of class(es) 2, 3, 6, 7, 8"),
+        (
+            ["every-digit", "--subset", "2000", "--val-size", "59000", "--classes", "3"],
+            "--subset 2000 is larger than the training set (1000 images after --val-size)",
+        ),
+        (
+            ["mythical-digit", "--dataset", "fashion-mnist", "--omit", "0", "t-shirt"],
+            "--omit names class 't-shirt' twice ('0' and 't-shirt')",
+        ),
+        (
+            ["every-digit", "--dataset", "fashion-mnist", "--classes", "bag", "8"],
+            "--classes names class 'bag' twice ('bag' and '8')",
+        ),
+        (["soft-regularizer", "--subset", "3000", "--val-size", "3000"], "val size 3000 leaves no training"),
+        (
+            ["soft-regularizer", "--subset", "3000", "--fractions", "0.1", "50"],
+            "fraction 0.1% leaves a class without images",
+        ),
+    ],
+)
+def test_meaningless_combinations_are_refused_before_anything_trains(
+    args, message, shared_data, tmp_path, capsys
+):
+    """Settings legal one by one that only the data show meaningless together: one line, and
+    the output folder (and its model store) never made."""
+    out = tmp_path / "out"
+    code = main(["run", *args, "--data-dir", str(shared_data), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and message in err, err
+    assert err.count("\n") == 1 and err.startswith("kdlab: error:")
+    assert not out.exists()
+
+
 def test_missing_data_folder(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["run", "mythical-digit", "--data-dir", str(tmp_path / "nowhere"), "--out", str(out)])

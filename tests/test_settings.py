@@ -25,6 +25,7 @@ from kdlab import KdlabError, protocols
 from kdlab.cli import main
 from kdlab.config import RunOptions, cli_name
 from kdlab.docs.settings import DocsOptions, ReproduceOptions
+from kdlab.protocols.every_digit import EveryDigitConfig
 from kdlab.protocols.hinton2015 import Hinton2015Config
 from kdlab.protocols.mythical_digit import MythicalDigitConfig
 from kdlab.protocols.soft_regularizer import SoftRegularizerConfig
@@ -293,9 +294,14 @@ def test_sweep_files(protocol, tmp_path, capsys):
         (MythicalDigitConfig, {"seeds": 3, "seed_list": [4, 5]}, "give a count (--seeds) or a list"),
         (Hinton2015Config, {"alpha": 0.0}, "--alpha must be > 0 here"),
         (SoftRegularizerConfig, {"min_epochs": 5, "max_epochs": 4}, "--min-epochs (5) must not exceed"),
+        (EveryDigitConfig, {"val_size": 0}, "validation calibration needs a validation split"),
+        (MythicalDigitConfig, {"omit": ["3", 3]}, "--omit must not repeat a value"),
+        (EveryDigitConfig, {"classes": [7, "2", "7"]}, "--classes must not repeat a value"),
+        (Hinton2015Config, {"jitter_transfer": True, "jitter": 0}, "--jitter-transfer needs --jitter > 0"),
     ],
 )
 def test_meaningless_combinations(cls, values, message):
+    """Settings legal one by one but meaningless together: refused with the settings."""
     with pytest.raises(KdlabError) as info:
         cls(**values)
     assert message in str(info.value) and "\n" not in str(info.value)

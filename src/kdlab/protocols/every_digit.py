@@ -36,7 +36,7 @@ class EveryDigitConfig(StudyConfig):
         help="training images held out as the validation split for `validation` calibration and the curves",
     )
     classes: tuple[str, ...] = option(
-        (), "the classes to omit in turn (indices or names; default: every class)"
+        (), "the classes to omit in turn (indices or names; default: every class)", unique=True
     )
 
 

@@ -24,7 +24,7 @@ from kdlab.calibration import (
 )
 from kdlab.config import RunOptions, check_fields, option, same_as, to_dict
 from kdlab.protocols.common import ModelJob, Stage, data_identity, derive_seed, open_lab, taught_by
-from kdlab.protocols.study import StudyConfig
+from kdlab.protocols.study import StudyConfig, require_every_class
 from kdlab.reporting.hinton2015 import write_hinton2015_outputs
 from kdlab.result import Result
 from kdlab.training.engine import TrainSpec
@@ -100,6 +100,8 @@ class Hinton2015Config:
         check_fields(self)
         if self.alpha == 0:  # its KD students would be its hard-label student, under another name
             raise KdlabError("--alpha must be > 0 here: every student but Hard distils")
+        if self.jitter_transfer and self.jitter == 0:
+            raise KdlabError("--jitter-transfer needs --jitter > 0: with 0 pixels nothing moves")
 
     def resolved(self, name: str) -> int:
         """An epoch count or the subset: the value given, else the budget's."""
@@ -117,6 +119,7 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
     subset = config.resolved("subset")
     if subset > len(x):
         raise KdlabError(f"subset {subset} is larger than the training set ({len(x)})")
+    require_every_class(data.y_train[: subset or len(x)], data.classes, subset)
     lab.claim(NAME, to_dict(config))
     rows = torch.arange(subset or len(x), device=lab.device)
     num_classes = len(data.classes)

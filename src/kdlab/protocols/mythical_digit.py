@@ -44,7 +44,7 @@ class MythicalDigitConfig(StudyConfig):
     """Settings of the mythical-digit experiment; the defaults are the published protocol."""
 
     omit: tuple[str, ...] = option(
-        ("3",), "classes (indices or names) left out of the transfer set", min_len=1
+        ("3",), "classes (indices or names) left out of the transfer set", min_len=1, unique=True
     )
 
     def check_classes(self, classes: tuple[str, ...]) -> None:

@@ -76,6 +76,13 @@ class SoftRegularizerConfig(StudyConfig):
                 f"--min-epochs ({self.min_epochs}) must not exceed --max-epochs ({self.max_epochs})"
             )
 
+    def check_rows(self, rows: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...]) -> None:
+        """Also the validation split and every fraction's sample, before the teacher trains."""
+        super().check_rows(rows, labels, classes)
+        pool, _ = split_pool(rows, self.val_size, self.seed)
+        for fraction in self.fractions:
+            quotas(labels[pool], len(classes), fraction)
+
     def student_epochs(self, images: int) -> int:
         """About `steps` optimiser steps whatever the fraction, within [min_epochs, max_epochs]:
         a small sample needs many passes to converge, the whole pool only a few."""

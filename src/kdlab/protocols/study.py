@@ -10,7 +10,7 @@ import torch
 
 from kdlab import KdlabError
 from kdlab.calibration import STRATEGIES, accuracy_at, choose_shift, label_share
-from kdlab.config import RunOptions, check_fields, option, to_dict
+from kdlab.config import RunOptions, check_fields, cli_name, option, to_dict
 from kdlab.data import Dataset
 from kdlab.models import FAMILIES
 from kdlab.models.cnn import CIFAR10_STUDENT, CIFAR10_TEACHER
@@ -102,6 +102,11 @@ class StudyConfig:
     def check_classes(self, classes: tuple[str, ...]) -> None:
         """Checks that need the data set's classes; run before anything is written."""
 
+    def check_rows(self, rows: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...]) -> None:
+        """Checks that need the teacher's training rows and the labels of every training image;
+        run before anything is written."""
+        require_every_class(labels[rows], classes, self.subset)
+
     def for_data(self, image_shape: tuple[int, int, int]) -> StudyConfig:
         """The settings with the model family and default widths made explicit for the data: a
         CNN for colour images, the paper's MLPs otherwise."""
@@ -119,9 +124,12 @@ class StudyConfig:
         return list(self.seed_list) or [self.seed + i for i in range(self.seeds)]
 
 
-def resolve_classes(names: tuple[str, ...], classes: tuple[str, ...]) -> tuple[int, ...]:
-    """Class indices for names or indices given by the user; unknown ones are an error."""
-    resolved = []
+def resolve_classes(
+    names: tuple[str, ...], classes: tuple[str, ...], flag: str = "classes"
+) -> tuple[int, ...]:
+    """Class indices for names or indices given by the user (as `flag`); an unknown class, or
+    one named twice (by its index and its name), is an error."""
+    given: dict[int, str] = {}
     for name in names:
         token = str(name).strip()
         if token in classes:
@@ -130,9 +138,20 @@ def resolve_classes(names: tuple[str, ...], classes: tuple[str, ...]) -> tuple[i
             index = int(token)
         else:
             raise KdlabError(f"unknown class {token!r}; classes are {', '.join(classes)}")
-        if index not in resolved:
-            resolved.append(index)
-    return tuple(sorted(resolved))
+        if index in given:
+            raise KdlabError(f"{flag} names class {classes[index]!r} twice ({given[index]!r} and {token!r})")
+        given[index] = token
+    return tuple(sorted(given))
+
+
+def require_every_class(labels: torch.Tensor, classes: tuple[str, ...], subset: int) -> None:
+    """Training rows without an image of some class teach nothing about it, to the teacher or
+    to any student (so no transfer set holds it): refused before anything trains."""
+    counts = torch.bincount(labels, minlength=len(classes))
+    missing = [classes[c] for c in range(len(classes)) if counts[c] == 0]
+    if missing:
+        rows = f"the first {subset} training images (--subset)" if subset else "the training images"
+        raise KdlabError(f"{rows} hold no image of class(es) {', '.join(missing)}; choose a larger --subset")
 
 
 def shift_output_bias(state: dict[str, torch.Tensor], classes: tuple[int, ...], value: float) -> dict:
@@ -315,6 +334,11 @@ def split_rows(config: StudyConfig, n: int) -> tuple[torch.Tensor, torch.Tensor 
     if config.val_size:
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(config.seed, "val")))
         rows, val = perm[config.val_size :].sort().values, perm[: config.val_size].sort().values
+    if config.subset > len(rows):
+        after = " after --val-size" if config.val_size else ""
+        raise KdlabError(
+            f"--subset {config.subset} is larger than the training set ({len(rows)} images{after})"
+        )
     if config.subset:
         rows = rows[: config.subset]
     return rows, val
@@ -332,12 +356,13 @@ def open_study(
     lab = open_lab(opts, config.dataset)
     classes = lab.data.classes
     for name in omit_fields:  # class names or indices, stored as names
-        indices = resolve_classes(getattr(config, name), classes)
+        indices = resolve_classes(getattr(config, name), classes, cli_name(name))
         config = replace(config, **{name: tuple(classes[c] for c in indices)})
     config = config.for_data(lab.data.image_shape)
     config.check_classes(classes)
     teaching = config if teacher_settings is None else teacher_settings.for_data(lab.data.image_shape)
     rows, val_rows = split_rows(teaching, len(lab.x))
+    config.check_rows(rows, lab.data.y_train, classes)
     lab.claim(protocol, to_dict(config))
     rows = rows.to(lab.device)
     val = None if val_rows is None else (lab.x[val_rows.to(lab.device)], lab.y[val_rows.to(lab.device)])
