@@ -12,6 +12,7 @@ from kdlab import KdlabError, __version__, protocols, tracking
 from kdlab.config import RunOptions, add_arguments, from_args, load_toml
 from kdlab.data.pack import PackOptions
 from kdlab.docs.settings import DocsOptions, ReproduceOptions
+from kdlab.io import holding_claims
 from kdlab.sweep.options import Budget, RayOptions, SharedRunOptions
 from kdlab.sweep.tune import TuneBudget
 
@@ -158,7 +159,8 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        with holding_claims():  # an output folder claimed by the command is held until it ends
+            COMMANDS[args.command](args)
     except KdlabError as e:
         print(f"kdlab: error: {e}", file=sys.stderr)
         return 1

@@ -1,14 +1,24 @@
-"""Atomic file writes and provenance: a crash never leaves a half-written result."""
+"""Atomic file writes, output folders held by one run at a time, and provenance: a crash never
+leaves a half-written result, and two runs never write one folder side by side."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import platform
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from kdlab import KdlabError
+
+LOCK = ".kdlab-run.lock"  # in an output folder while a run holds it; it holds the run's pid
+_HELD: dict[Path, int] = {}  # the output folders this process holds -> their lock file's descriptor
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -32,6 +42,62 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def hold_folder(out: Path) -> bool:
+    """Hold `out` (created if missing) for this process with an exclusive OS lock, until
+    `holding_claims` gives it back or the process ends (the OS drops it with a crashed one);
+    whether it was taken now. A folder another process holds is refused at once."""
+    out.mkdir(parents=True, exist_ok=True)
+    key = out.resolve()
+    if key in _HELD:
+        return False
+    path = out / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise KdlabError(
+                f"{out} is in use by another kdlab run{f' (pid {pid})' if pid else ''}"
+            ) from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:  # not a file its last holder removed
+                break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _HELD[key] = fd
+    return True
+
+
+def release_folder(out: Path) -> None:
+    """Give back `out` if this process holds it; its lock file goes (while still locked)."""
+    fd = _HELD.pop(out.resolve(), None)
+    if fd is not None:
+        with contextlib.suppress(FileNotFoundError):
+            (out / LOCK).unlink()
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def holding_claims() -> Iterator[None]:
+    """Every output folder claimed within the block stays held until it ends, however it ends,
+    and is given back then; folders held before it stay held (a re-entrant run's)."""
+    before = set(_HELD)
+    try:
+        yield
+    finally:
+        for folder in [f for f in _HELD if f not in before]:
+            release_folder(folder)
+
+
+@atexit.register
+def _release_all() -> None:
+    for folder in list(_HELD):
+        release_folder(folder)
 
 
 def stable_hash(obj: Any) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kdlab.io import atomic_write_json, atomic_write_text
+from kdlab.io import atomic_write_json, atomic_write_text, holding_claims
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,6 +87,7 @@ class Result:
         lines = [*self.rendering.printed, *(f"- {line}" for line in self.findings)]
         return "\n".join(lines)
 
+    @holding_claims()
     def save(self, out: str | Path) -> Path:
         """Write what `kdlab run` writes into `out`: the text files, figures/ and results.json.
         A folder holding another experiment's results is refused (nothing is overwritten)."""

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from kdlab import KdlabError
 from kdlab.config import RunOptions
 from kdlab.data import Dataset, load_dataset
-from kdlab.io import atomic_write_json, package_versions
+from kdlab.io import LOCK, atomic_write_json, hold_folder, package_versions, release_folder
 from kdlab.models import StackedModule, from_states
 from kdlab.training.engine import EvalResult, TrainSpec, predict, steps_per_epoch, train_group
 from kdlab.training.store import ModelStore, model_key
@@ -53,11 +53,24 @@ def prepare_out(out: Path, protocol: str, settings: dict) -> None:
     """Claim `out` for this experiment and these settings (the experiment's config and the
     device kind: what its results depend on). A folder holding another experiment's, or other
     settings', results is refused before anything is written: results are never replaced by
-    those of another configuration. The same settings may rerun into it (a resume)."""
-    marker = out / MARKER
+    those of another configuration. The same settings may rerun into it (a resume). The check
+    and the claim hold the folder's lock, and the claim keeps it (see `io.hold_folder`): a run
+    into a folder another run holds is refused at once."""
     if out.exists() and not out.is_dir():
         raise KdlabError(f"output path {out} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()):
+    taken = hold_folder(out)
+    try:
+        _claim(out, protocol, settings)
+    except BaseException:
+        if taken:
+            release_folder(out)
+        raise
+
+
+def _claim(out: Path, protocol: str, settings: dict) -> None:
+    """The check of a held folder's marker, then the marker written (see `prepare_out`)."""
+    marker = out / MARKER
+    if any(p.name != LOCK for p in out.iterdir()):
         try:
             owner = json.loads(marker.read_text())
         except (OSError, ValueError):

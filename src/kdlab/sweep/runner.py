@@ -22,7 +22,7 @@ from typing import Any
 from kdlab import KdlabError, protocols, tracking
 from kdlab.config import RunOptions, to_dict
 from kdlab.data import load_dataset
-from kdlab.io import atomic_write_json, atomic_write_text
+from kdlab.io import atomic_write_json, atomic_write_text, holding_claims
 from kdlab.protocols.common import device_of
 from kdlab.protocols.study import open_study, teacher_job
 from kdlab.sweep import require_ray
@@ -33,11 +33,13 @@ from kdlab.sweep.spec import Point, SweepSpec, point_id
 from kdlab.sweep.table import summary_markdown, table_rows, write_table
 
 
+@holding_claims()  # a worker outlives its task: the task's folder is given back when it ends
 def train_teacher(protocol: str, config: Any, opts: RunOptions) -> str:
     """Train (or find) the teacher of `config` in the shared store; its key."""
     return open_study(protocols.get(protocol).teacher(config), opts, protocol).teacher_key
 
 
+@holding_claims()
 def run_point(protocol: str, config: Any, opts: RunOptions, worker_file: Path) -> dict:
     """One point: the protocol run in its own folder; the per-seed metrics and provenance.
     `worker_file` says which process runs it (to find or stop it); its printout goes to a .log

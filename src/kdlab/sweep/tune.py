@@ -37,7 +37,7 @@ import torch
 
 from kdlab import KdlabError, protocols
 from kdlab.config import check_fields, option, to_dict
-from kdlab.io import atomic_write_json, atomic_write_text
+from kdlab.io import atomic_write_json, atomic_write_text, holding_claims
 from kdlab.protocols.study import open_study
 from kdlab.reporting.stats import mean_ci, paired
 from kdlab.reporting.table import cell, markdown
@@ -190,6 +190,7 @@ def validation_metrics(logits: torch.Tensor, y: torch.Tensor, omit: tuple[int, .
     }
 
 
+@holding_claims()  # a trial's folder is given back when it ends (its worker may live on)
 def trial(
     params: dict, spec: TuneSpec, labels: dict, shared: Any, ray_opts: RayOptions, out: Path, models: Path
 ):
