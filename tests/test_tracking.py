@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -209,3 +211,112 @@ def test_every_protocol_logs_the_curves_of_every_model(npz, tmp_path):
         acc = EventAccumulator(str(out / "tensorboard" / slug(name) / f"seed{seed}"))
         acc.Reload()
         assert [e.value for e in acc.Scalars("loss/val")] == pytest.approx([h["val_loss"] for h in history])
+
+
+@pytest.fixture
+def unused_port(monkeypatch) -> int:
+    """A port on 127.0.0.1 where nothing listens (and no proxy in the way)."""
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(var, "127.0.0.1,localhost")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_tracking_uri_is_refused_before_anything_trains(
+    npz, unused_port, tmp_path, monkeypatch, capsys
+):
+    def tripwire(*_args, **_kwargs):
+        raise AssertionError("a model trains before the tracking URI is checked")
+
+    pytest.importorskip("mlflow", reason="pip install 'kdlab[tracking]'")
+    monkeypatch.setattr("kdlab.protocols.common.Lab.train", tripwire)
+    out, uri = tmp_path / "out", f"http://127.0.0.1:{unused_port}"
+    start = time.perf_counter()
+    args = ["run", "mythical-digit", "--dataset", str(npz), "--out", str(out), *SMALL]
+    code = main([*args, "--tracker", "mlflow", "--tracking-uri", uri])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and time.perf_counter() - start < 30
+    assert err.startswith(f"kdlab: error: --tracking-uri {uri}: nothing answers at 127.0.0.1:{unused_port}")
+    assert not out.exists()  # nothing trained, nothing written
+    sweep = tmp_path / "s.toml"
+    sweep.write_text(f"[base]\ndataset = '{npz}'\n[grid]\ntemperature = [2]\n")
+    code = main(["sweep", str(sweep), "--out", str(out), "--tracker", "mlflow", "--tracking-uri", uri])
+    err = capsys.readouterr().err
+    assert code == 1 and "nothing answers at" in err and err.count("\n") == 1 and not out.exists()
+
+
+REFUSED = (
+    ": nothing answers at 127.0.0.1:{port} (Connection refused); "
+    "start the tracking server or choose another --tracking-uri"
+)
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("http://127.0.0.1:{port}", REFUSED),
+        ("https://127.0.0.1:{port}/mlflow", REFUSED),
+        ("postgresql+psycopg2://me@127.0.0.1:{port}/runs", REFUSED),
+        ("http://127.0.0.1:port", " has an invalid port"),
+        ("sqlite:///{file}/mlflow.db", ": {file} is not a folder kdlab may write in"),
+        ("sqlite:///{tmp}", ": {tmp} is not a file kdlab may write"),
+        ("file://{file}/mlruns", ": {file} is not a folder kdlab may write in"),
+        ("{file}/deeper/mlruns", ": {file} is not a folder kdlab may write in"),
+        ("sqlite:///{tmp}/new/deeper/mlflow.db", None),
+        ("file://{tmp}/mlruns", None),
+        ("{tmp}/mlruns", None),
+        ("{server}", None),
+        ("databricks", None),
+    ],
+)
+def test_tracking_uris_that_cannot_work_are_one_line(uri, message, unused_port, server, tmp_path):
+    """Checked in seconds, creating nothing: a server must answer, a local store be writable."""
+    from kdlab import KdlabError
+    from kdlab.tracking import check_uri
+
+    file = tmp_path / "a-file"
+    file.write_text("")
+    values = {"port": unused_port, "file": file, "tmp": tmp_path, "server": server.url}
+    uri = uri.format(**values)
+    if message is None:
+        check_uri(uri)
+    else:
+        with pytest.raises(KdlabError) as info:
+            check_uri(uri)
+        assert str(info.value) == f"--tracking-uri {uri}{message.format(**values)}"
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"]
+
+
+def test_a_tracker_failing_after_the_run_costs_none_of_its_results(tracked, npz, server, tmp_path, capsys):
+    """A server that answers but fails every request (the conftest's: 404 for all)."""
+    out = tmp_path / "out"
+    args = ["run", "mythical-digit", "--dataset", str(npz), "--omit", "three", "--out", str(out),
+            "--models-dir", str(tracked / "models"), *SMALL]  # fmt: skip
+    start = time.perf_counter()
+    code = main([*args, "--tracker", "mlflow", "--tracking-uri", server.url])
+    captured = capsys.readouterr()
+    assert code == 3 and captured.err.count("\n") == 1 and time.perf_counter() - start < 60
+    saved = f"kdlab: error: the run's results are saved in {out}/"
+    assert captured.err.startswith(f"{saved}, but --tracker mlflow failed: MLflow ({server.url})")
+    assert server.requested and f"wrote {out}/" in captured.out
+    results = json.loads((out / "results.json").read_text())
+    assert results["table"] == json.loads((tracked / "results.json").read_text())["table"]
+    assert all(m[0]["reused"] for m in results["models"].values())
+
+
+def test_any_tracker_failure_is_one_line_after_the_results(tracked, npz, tmp_path, monkeypatch, capsys):
+    def full(*_args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("kdlab.tracking.write_tensorboard", full)
+    out = tmp_path / "out"
+    args = ["run", "mythical-digit", "--dataset", str(npz), "--omit", "three", "--out", str(out),
+            "--models-dir", str(tracked / "models"), *SMALL, "--tracker", "tensorboard"]  # fmt: skip
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert err == (
+        f"kdlab: error: the run's results are saved in {out}/, but --tracker tensorboard failed: "
+        "OSError: [Errno 28] No space left on device\n"
+    )
+    assert (out / "results.json").is_file() and (out / "table.md").is_file()

@@ -82,7 +82,7 @@ def _run(args: argparse.Namespace) -> None:
     base = load_toml(opts.config) if opts.config else None
     config = from_args(proto.config, args, base)
     if opts.tracker:
-        tracking.require(opts.tracker)  # before anything runs
+        tracking.require(opts.tracker, opts.tracking_uri)  # before anything runs
     out = opts.out or Path("runs") / proto.name
     opts = replace(opts, out=out, models_dir=opts.models_dir or out / "models")
     result = proto.run(config, opts)
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             COMMANDS[args.command](args)
     except KdlabError as e:
         print(f"kdlab: error: {e}", file=sys.stderr)
-        return 1
+        return getattr(e, "exit_code", 1)
     except KeyboardInterrupt:
         print("kdlab: interrupted; finished models are kept and a rerun reuses them", file=sys.stderr)
         return 130

@@ -218,7 +218,8 @@ class RunOptions:
     config: Path | None = option(None, "TOML file of experiment settings; options given here win")
     tracker: str | None = option(
         None,
-        "also log the run to tensorboard (<out>/tensorboard/) or mlflow (needs the tracking extra)",
+        "also log the run to tensorboard (<out>/tensorboard/) or mlflow (needs the tracking extra); "
+        "a tracker that fails after the run exits with 3, the results saved",
         choices=("tensorboard", "mlflow"),
     )
     tracking_uri: str | None = option(

@@ -7,6 +7,10 @@ validation), `<dest>/run` the settings as hyper-parameters with the run's final 
 table as text and the figures as images. MLflow: one run per kdlab run (or sweep point) with
 the settings as parameters, the same per-epoch metrics (`<model>/seed<S>/<metric>`), the final
 metrics (`final/<metric>`) and the table, results and figures as artifacts.
+
+A tracking URI that cannot work is refused when the tracker is set up, before the run trains;
+a tracker that fails afterwards costs nothing of the run (its files are written first): one
+line, and the command's exit code 3.
 """
 
 from __future__ import annotations
@@ -14,10 +18,14 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import re
 import shutil
+import socket
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,16 +42,80 @@ HISTORY = {  # key of a record's per-epoch history -> TensorBoard tag
     "val_acc": "accuracy/val",
 }
 ARTIFACTS = ("table.md", "results.json", "report.md")
+CONNECT_TIMEOUT_S = 2.0  # for a tracking server to accept a connection, before the run
+PORTS = {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306, "mssql": 1433}  # by scheme
+# a server lost mid-way costs seconds, not MLflow's minutes (7 retries, 120 s each); set them to override
+MLFLOW_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 
 
-def require(tracker: str) -> None:
-    """A one-line error now, before the run, when the tracker's package is missing."""
+class TrackerError(KdlabError):
+    """A tracker that failed after the run, whose results are saved: the command exits with 3."""
+
+    exit_code = 3
+
+
+def require(tracker: str, uri: str | None = None) -> None:
+    """A one-line error now, before the run, when the tracker's package is missing or its
+    tracking URI cannot work (see `check_uri`)."""
     package = PACKAGES[tracker]
     try:
         importlib.import_module(package)
     except ImportError:
         raise KdlabError(
             f"--tracker {tracker} needs the {package} package: pip install 'kdlab[tracking]'"
+        ) from None
+    if tracker == "mlflow" and uri is not None:
+        check_uri(uri)
+
+
+def check_uri(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """An MLflow tracking URI that cannot work is a one-line error, found in seconds rather than
+    after the run: a server (http, https, a database) must accept a connection within `timeout`
+    s, and a local store (a path, file:, sqlite:) must lie where kdlab may write."""
+    parts = urllib.parse.urlsplit(uri)
+    scheme = parts.scheme.lower().split("+")[0]
+    if scheme in ("", "file"):
+        _check_writable(uri, Path(urllib.parse.unquote(parts.path) if scheme else uri), None)
+    elif scheme == "sqlite":
+        path = uri.split(":///", 1)[1].split("?")[0] if ":///" in uri else ""
+        if path and path != ":memory:":
+            _check_writable(uri, Path(path).parent, Path(path))
+    elif parts.hostname:
+        try:
+            port = parts.port or PORTS.get(scheme)
+        except ValueError:
+            raise KdlabError(f"--tracking-uri {uri} has an invalid port") from None
+        if port is not None:
+            _check_server(uri, scheme, parts.hostname, port, timeout)
+
+
+def _check_writable(uri: str, folder: Path, file: Path | None) -> None:
+    """MLflow creates a local store's folders: the nearest one there is must be a folder kdlab
+    may write in, and the store's file (`file`, if any) a file it may write."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise KdlabError(f"--tracking-uri {uri}: {existing} is not a folder kdlab may write in")
+    if file is not None and file.exists() and (not file.is_file() or not os.access(file, os.W_OK)):
+        raise KdlabError(f"--tracking-uri {uri}: {file} is not a file kdlab may write")
+
+
+def _check_server(uri: str, scheme: str, host: str, port: int, timeout: float) -> None:
+    """Something must accept a connection at `host`:`port` (or at the proxy the environment
+    sends the requests through) within `timeout` s."""
+    proxy = urllib.request.getproxies().get(scheme) if scheme in ("http", "https") else None
+    if proxy and not urllib.request.proxy_bypass(host):
+        through = urllib.parse.urlsplit(proxy)
+        host, port = through.hostname or host, through.port or PORTS.get(through.scheme, 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as e:
+        reason = e.strerror or str(e) or type(e).__name__
+        raise KdlabError(
+            f"--tracking-uri {uri}: nothing answers at {host}:{port} ({reason}); "
+            "start the tracking server or choose another --tracking-uri"
         ) from None
 
 
@@ -149,6 +221,8 @@ def write_mlflow(
     """One MLflow run holding the whole kdlab run; its id. New experiments keep their artifacts
     in the folder `artifacts`."""
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its database set-up chatter
+    for name, value in MLFLOW_HTTP.items():
+        os.environ.setdefault(name, value)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     from mlflow.entities import Metric, Param
     from mlflow.exceptions import MlflowException
@@ -198,10 +272,19 @@ def log_run(
     """Log the finished run in `run_dir`: TensorBoard event files under `root`/tensorboard (in
     its `folder` there for a sweep point, one with `swept` values), or an MLflow run in
     `experiment` (default store: `default_uri(root)`, artifacts of new experiments in
-    `root`/mlartifacts)."""
-    log = read_run(run_dir)
-    swept = swept or {}
-    if tracker == "tensorboard":
-        write_tensorboard(log, root / "tensorboard" / folder, swept)
-    else:
-        write_mlflow(log, uri or default_uri(root), experiment, run_name, root / "mlartifacts", swept)
+    `root`/mlartifacts). Whatever fails is a one-line `TrackerError`: the run's files are
+    written before, and stay."""
+    try:
+        log = read_run(run_dir)
+        if tracker == "tensorboard":
+            write_tensorboard(log, root / "tensorboard" / folder, swept or {})
+        else:
+            write_mlflow(
+                log, uri or default_uri(root), experiment, run_name, root / "mlartifacts", swept or {}
+            )
+    except Exception as e:
+        text = str(e) if isinstance(e, KdlabError) else f"{type(e).__name__}: {e}"
+        raise TrackerError(
+            f"the run's results are saved in {run_dir}/, but --tracker {tracker} failed: "
+            f"{(text.strip().splitlines() or [''])[0]}"
+        ) from None

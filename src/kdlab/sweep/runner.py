@@ -190,7 +190,7 @@ def run_sweep(spec: SweepSpec, shared: Any, ray_opts: RayOptions) -> dict:
     points = spec.points()
     shared = absolute_data_dir(shared)
     if shared.tracker:
-        tracking.require(shared.tracker)
+        tracking.require(shared.tracker, shared.tracking_uri)
     paths = sweep_paths(spec, shared, ray_opts)
     say = (lambda _msg: None) if shared.quiet else print
     atomic_write_json(
