@@ -119,6 +119,19 @@ def test_outputs_are_current_until_code_settings_data_or_files_change(root, monk
     assert staleness(a, root / "docs") == f"no {STAMP} (not written by kdlab reproduce)"
 
 
+def test_outputs_are_current_only_on_the_device_kind_they_were_measured_on(root, monkeypatch):
+    """One seed trains other weights with another instruction set's kernels: a study measured
+    on cpu-avx2 is stale on a cpu-avx512 machine, and current again on its own kind."""
+    from kdlab.docs import studies as studies_module
+
+    (a, _) = studies(root)
+    fake_run(root, "md/a", {"table.md": "| a |\n", "results.json": json.dumps({"device": "cpu-avx2"})})
+    monkeypatch.setattr(studies_module, "this_device", lambda: "cpu-avx512")
+    assert staleness(a, root / "docs") == "measured on cpu-avx2, this machine runs cpu-avx512"
+    monkeypatch.setattr(studies_module, "this_device", lambda: "cpu-avx2")
+    assert staleness(a, root / "docs") is None
+
+
 def test_a_sweep_file_is_part_of_the_settings(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "s.toml").write_text(

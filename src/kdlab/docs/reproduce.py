@@ -169,7 +169,15 @@ def machine() -> dict[str, str | int]:
     except (OSError, StopIteration):
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return {"cpu": cpu, "cores": cores, "torch": torch.__version__, "python": platform.python_version()}
+    from kdlab.docs.studies import this_device
+
+    return {
+        "cpu": cpu,
+        "cores": cores,
+        "kernels": this_device(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def publish(work: Path, files: list[str], dest: Path, stamp: dict) -> None:

@@ -117,6 +117,24 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def measured_on(folder: Path) -> set[str]:
+    """The device kinds (`cpu-avx512`, `cuda`, ...) the results under `folder` record: one seed
+    trains other weights on another kind, so its numbers are current only there."""
+    kinds = set()
+    for path in folder.rglob("results.json"):
+        device = json.loads(path.read_text()).get("device")
+        if isinstance(device, str):
+            kinds.add(device)
+    return kinds
+
+
+def this_device() -> str:
+    """The device kind a study run here would record."""
+    from kdlab.protocols.common import device_kind, device_of
+
+    return device_kind(device_of("auto"))
+
+
 def staleness(study: Study, docs: Path) -> str | None:
     """Why docs/<name>/ is not the current output of `study` (None: it is): the first reason
     found, as the progress line shows it."""
@@ -130,6 +148,9 @@ def staleness(study: Study, docs: Path) -> str | None:
         return f"kdlab {stamp.get('kdlab')} → {__version__}"
     if stamp.get("engine") != engine_version():
         return f"engine {stamp.get('engine')} → {engine_version()}"
+    measured, here = measured_on(folder), this_device()
+    if measured and here not in measured:
+        return f"measured on {', '.join(sorted(measured))}, this machine runs {here}"
     for dataset, hashes in stamp.get("data_sha256", {}).items():
         known = known_hashes(dataset)
         if known is not None and hashes != known:

@@ -127,7 +127,8 @@ def run_facts(ctx: Context, page: Path, name: str) -> str:
         f"`{stamp['command']}`\n\n"
         f"Written by `make reproduce STUDY={name}` on {stamp['finished']} in "
         + (f"{took:.0f} s" if took < 120 else f"{took / 60:.1f} min")
-        + f" on {m['cpu']} ({m['cores']} cores), torch {m['torch']}, kdlab {stamp['kdlab']}"
+        + f" on {m['cpu']} ({m['cores']} cores{', ' + m['kernels'] if 'kernels' in m else ''}),"
+        f" torch {m['torch']}, kdlab {stamp['kdlab']}"
         f" (engine {stamp['engine']}).\n"
     )
 
