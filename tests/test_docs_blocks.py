@@ -196,3 +196,15 @@ def test_a_runs_command_machine_and_wall_time_come_from_its_stamp(tmp_path):
         "Written by `make reproduce STUDY=md/a` on 2026-01-02 in 45 s on AMD EPYC (2 cores), "
         "torch 2.13.0+cpu, kdlab 0.1.0 (engine 1).\n\n<!-- end generated -->\n"
     )
+
+
+def test_a_cell_is_found_by_its_row_label_or_the_label_s_end():
+    """A row whose label holds a measured value (a shift) is named by how its label ends."""
+    from kdlab.docs.markdown import lookup
+
+    text = "| Experiment | kdlab |\n|---|---:|\n| raised by +1.89 (prediction share) | 118 |\n| plain | 7 |\n"
+    assert lookup(text, "plain", "kdlab") == "7"
+    assert lookup(text, "*(prediction share)", "kdlab") == "118"
+    for row in ("(prediction share)", "*(prior matching)"):
+        with pytest.raises(KeyError):
+            lookup(text, row, "kdlab")

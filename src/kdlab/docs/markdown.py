@@ -161,11 +161,16 @@ def is_number_table(table: Table) -> bool:
 
 
 def lookup(text: str, row: str, column: str) -> str:
-    """The cell in the row whose first cell is `row` and the column headed `column`, in the
-    first table that has both; a `KeyError` otherwise."""
+    """The cell in the row whose first cell is `row` (or ends with what follows a leading `*`,
+    for rows whose label holds a measured value) and the column headed `column`, in the first
+    table that has both; a `KeyError` otherwise."""
+
+    def named(first: str) -> bool:
+        return first.endswith(row[1:]) if row.startswith("*") else first == row
+
     for table in tables(text):
         if column in table.header:
             for r in table.rows:
-                if r and r[0] == row:
+                if r and named(r[0]):
                     return r[table.column(column)]
     raise KeyError(f"{row}|{column}")

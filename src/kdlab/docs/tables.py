@@ -81,7 +81,10 @@ def headline(ctx: Context, page: Path) -> str:
         raise KdlabError(f"docs/{spec['paper']} has no table with the columns {', '.join(names)}")
     cols = [source.column(c) for c in names]
     rows = [[r[c] for c in cols] for r in source.rows if SINGLE.fullmatch(r[cols[1]])]
-    rows += [[r["experiment"], "–", ctx.fill(r["kdlab"]), r["unit"]] for r in spec.get("rows", [])]
+    rows += [
+        [r["experiment"], str(r.get("paper", "–")), ctx.fill(r["kdlab"]), r["unit"]]
+        for r in spec.get("rows", [])
+    ]
     return table(["Experiment", "Paper", "kdlab", "Unit"], rows)
 
 
