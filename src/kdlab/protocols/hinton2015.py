@@ -103,6 +103,10 @@ class Hinton2015Config:
         if self.jitter_transfer and self.jitter == 0:
             raise KdlabError("--jitter-transfer needs --jitter > 0: with 0 pixels nothing moves")
 
+    def student_seeds(self) -> list[int]:
+        """The 800-800 students' seeds: --seeds of them from --seed on."""
+        return [self.seed + k for k in range(self.seeds)]
+
     def resolved(self, name: str) -> int:
         """An epoch count or the subset: the value given, else the budget's."""
         value = getattr(self, name)
@@ -154,7 +158,7 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
     # each over the student seeds (the first seed's models keep the plain names, so a run with
     # more seeds reuses them)
     epochs, hidden, temp = config.resolved("student_epochs"), config.student_hidden, config.temperature
-    seeds = [config.seed + k for k in range(config.seeds)]
+    seeds = config.student_seeds()
 
     def named(base: str, seed: int) -> str:
         return base if seed == config.seed else f"{base} seed {seed}"
@@ -163,7 +167,7 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
         return [
             job(
                 named(base, s),
-                spec(hidden, alpha, temp if alpha > 0 else 1.0, epochs, "student", seed=s, **loss),
+                spec(hidden, alpha, temp, epochs, "student", seed=s, **loss),
                 transfer_name,
                 alpha > 0,
                 s,
@@ -233,18 +237,17 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
         return [errors_at(named(base, s), moved, shifts[k] if shifts else 0.0) for k, s in enumerate(seeds)]
 
     # the label-free shifts read no test label: only the test images and the training labels
-    trained_on = y[rows]
 
     def shifts_for(base: str, moved: tuple[int, ...], sign: float) -> dict[str, list[float | None]]:
         """Each strategy's shift of each seed's student; `sign` -1 lowers the kept classes by
         raising the others (softmax ignores a common shift)."""
-        found = {}
+        found, share = {}, label_share(on, moved)
         for s in seeds:
             z = logits[named(base, s)]
             choices = {
                 "best on test": best_shift(z, y_test, moved),
                 "prior matching": prior_matching_or_none(z, teacher_test, moved),
-                "prediction share": prediction_share_shift(z, moved, label_share(trained_on, moved)),
+                "prediction share": prediction_share_shift(z, moved, share),
             }
             for how, value in choices.items():
                 found.setdefault(how, []).append(None if value is None else sign * value)

@@ -11,7 +11,7 @@ from kdlab.result import Rendering, Result, model_index
 CURVES = ("Teacher", "Hard", "KD", "KD No3", "KD 7,8 only")
 
 
-def _fmt(value, unit: str) -> str:
+def fmt_value(value, unit: str) -> str:
     if value is None:
         return "–"
     if isinstance(value, str):
@@ -28,11 +28,11 @@ def _diff(row: dict) -> str:
     return f"{d:+g}" if row["unit"] != "% error" and float(d).is_integer() else f"{d:+.1f}"
 
 
-def _spread(row: dict) -> str:
+def seed_range(row: dict) -> str:
     """The student seeds' min–max, where a row has several."""
     if len(row["per_seed"]) < 2 or row["min"] is None:
         return "–"
-    return f"{_fmt(row['min'], row['unit'])}–{_fmt(row['max'], row['unit'])}"
+    return f"{fmt_value(row['min'], row['unit'])}–{fmt_value(row['max'], row['unit'])}"
 
 
 def table_markdown(rows: list[dict]) -> str:
@@ -45,10 +45,10 @@ def table_markdown(rows: list[dict]) -> str:
         [
             [
                 r["experiment"],
-                _fmt(r["paper"], r["unit"]),
-                _fmt(r["kdlab"], r["unit"]),
+                fmt_value(r["paper"], r["unit"]),
+                fmt_value(r["kdlab"], r["unit"]),
                 _diff(r),
-                *([_spread(r)] if seeded else []),
+                *([seed_range(r)] if seeded else []),
                 r["unit"],
                 f"{r['stage_seconds']:.1f}",
             ]
@@ -66,7 +66,7 @@ def findings(rows: list[dict]) -> list[str]:
         verdict = "matches or beats the paper" if r["difference"] <= 0 else "falls short of the paper by"
         amount = "" if r["difference"] <= 0 else f" {_diff(r)[1:]} {r['unit']}"
         lines.append(
-            f"{r['experiment']}: {_fmt(r['kdlab'], r['unit'])} vs {_fmt(r['paper'], r['unit'])}"
+            f"{r['experiment']}: {fmt_value(r['kdlab'], r['unit'])} vs {fmt_value(r['paper'], r['unit'])}"
             f" {r['unit']}, {verdict}{amount}"
         )
     return lines
@@ -75,7 +75,7 @@ def findings(rows: list[dict]) -> list[str]:
 def write_hinton2015_outputs(
     *, config, rows, sweep, shifts, stages, histories, provenance, wall_time_s, models
 ) -> Result:
-    seeds = [config.seed + k for k in range(config.seeds)]
+    seeds = config.student_seeds()
     """The rows as data with their findings (analysis), and the table, report and figures
     rendered from them (nothing is written here)."""
     curves = {name: [histories[name]] for name in CURVES if name in histories}

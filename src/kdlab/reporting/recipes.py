@@ -14,6 +14,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from kdlab.reporting.hinton2015 import fmt_value, seed_range
 from kdlab.reporting.table import markdown
 
 # (column, the start of the row's experiment name); a row chosen by a strategy ends in "(how)"
@@ -29,14 +30,9 @@ LABEL_FREE = ("prior matching", "prediction share")
 
 
 def _value(row: dict) -> str:
-    value = row["kdlab"]
-    if isinstance(value, str):
-        return value
-    text = f"{value:.1f}" if row["unit"] == "% error" or not float(value).is_integer() else f"{value:g}"
-    if len(row.get("per_seed", [])) > 1:
-        lo, hi = row["min"], row["max"]
-        text += f" ({lo:g}–{hi:g})" if row["unit"] != "% error" else f" ({lo:.1f}–{hi:.1f})"
-    return text
+    """kdlab's value as the run's table shows it, with the seeds' min–max where there are several."""
+    spread = seed_range(row)
+    return fmt_value(row["kdlab"], row["unit"]) + ("" if spread == "–" else f" ({spread})")
 
 
 def _shifted(rows: list[dict], how: str) -> str:
