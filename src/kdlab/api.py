@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kdlab import KdlabError
 from kdlab.config import RunOptions, from_args, load_toml
+from kdlab.errors import KdlabError
 from kdlab.sweep.options import RayOptions, SharedRunOptions
 
 if TYPE_CHECKING:

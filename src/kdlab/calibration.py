@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from kdlab import KdlabError
+from kdlab.errors import KdlabError
 
 STRATEGIES = ("fixed", "oracle-test", "validation", "prior-matching", "prediction-share")
 

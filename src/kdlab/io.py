@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from kdlab import KdlabError
+from kdlab.errors import KdlabError
+from kdlab.version import __version__
 
 LOCK = ".kdlab-run.lock"  # in an output folder while a run holds it; it holds the run's pid
 _HELD: dict[Path, int] = {}  # the output folders this process holds -> their lock file's descriptor
@@ -110,10 +111,8 @@ def package_versions() -> dict[str, str]:
     import numpy
     import torch
 
-    import kdlab
-
     return {
-        "kdlab": kdlab.__version__,
+        "kdlab": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,

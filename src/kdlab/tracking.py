@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from kdlab import KdlabError
+from kdlab.errors import KdlabError
 
 PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # tracker -> the package it needs
 HISTORY = {  # key of a record's per-epoch history -> TensorBoard tag

@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdlab import KdlabError
 from kdlab.data.cifar import parse_batch, read_class_names
 from kdlab.data.download import fetch, fetch_archive
 from kdlab.data.idx import parse_idx, read_file
+from kdlab.errors import KdlabError
 
 IDX = "idx"  # MNIST-style IDX files, gzipped or raw
 CIFAR_BINARY = "cifar-binary"  # CIFAR-10's binary batch files

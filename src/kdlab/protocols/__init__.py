@@ -62,7 +62,7 @@ def _protocols() -> dict[str, Protocol]:
 
 def get(name: str) -> Protocol:
     """The protocol called `name`; an unknown name is a one-line error."""
-    from kdlab import KdlabError
+    from kdlab.errors import KdlabError
 
     protocols = _protocols()
     if name not in protocols:
@@ -76,7 +76,7 @@ def names() -> list[str]:
 
 def sweepable(name: str) -> Protocol:
     """The protocol called `name`, if sweeps support it; else a one-line error."""
-    from kdlab import KdlabError
+    from kdlab.errors import KdlabError
 
     supported = [p for p in _protocols().values() if p.metrics]
     if name not in [p.name for p in supported]:

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from kdlab import KdlabError
 from kdlab.config import RunOptions
 from kdlab.data import Dataset, load_dataset
+from kdlab.errors import KdlabError
 from kdlab.io import LOCK, atomic_write_json, hold_folder, package_versions, release_folder
 from kdlab.models import StackedModule, from_states
 from kdlab.training.engine import EvalResult, TrainSpec, predict, steps_per_epoch, train_group

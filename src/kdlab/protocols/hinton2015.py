@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import torch
 
-from kdlab import KdlabError
 from kdlab.calibration import (
     accuracy_at,
     best_shift,
@@ -23,6 +22,7 @@ from kdlab.calibration import (
     prior_matching_shift,
 )
 from kdlab.config import RunOptions, check_fields, option, same_as, to_dict
+from kdlab.errors import KdlabError
 from kdlab.protocols.common import ModelJob, Stage, data_identity, derive_seed, open_lab, taught_by
 from kdlab.protocols.study import StudyConfig, require_every_class
 from kdlab.reporting.hinton2015 import write_hinton2015_outputs

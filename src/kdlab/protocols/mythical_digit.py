@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from kdlab import KdlabError
 from kdlab.config import RunOptions, option
+from kdlab.errors import KdlabError
 from kdlab.protocols.study import StudyConfig, evaluation, open_study, shift_output_bias
 from kdlab.reporting.mythical_digit import analyse, render
 from kdlab.result import Result

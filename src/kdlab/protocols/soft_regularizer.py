@@ -18,8 +18,8 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from kdlab import KdlabError
 from kdlab.config import RunOptions, option, same_as
+from kdlab.errors import KdlabError
 from kdlab.protocols.common import ModelJob, TrainedModel, derive_seed, taught_by
 from kdlab.protocols.study import Study, StudyConfig, make_spec, open_study
 from kdlab.reporting.soft_regularizer import analyse, render

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdlab import KdlabError, protocols, tracking
+from kdlab import protocols, tracking
 from kdlab.config import RunOptions, to_dict
 from kdlab.data import load_dataset
+from kdlab.errors import KdlabError
 from kdlab.io import atomic_write_json, atomic_write_text, holding_claims
 from kdlab.protocols.common import device_of
 from kdlab.protocols.study import open_study, teacher_job

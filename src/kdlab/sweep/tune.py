@@ -35,8 +35,9 @@ from typing import Any
 
 import torch
 
-from kdlab import KdlabError, protocols
+from kdlab import protocols
 from kdlab.config import check_fields, option, to_dict
+from kdlab.errors import KdlabError
 from kdlab.io import atomic_write_json, atomic_write_text, holding_claims
 from kdlab.protocols.study import open_study
 from kdlab.reporting.stats import mean_ci, paired
