@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kdlab.io import atomic_write_json, atomic_write_text, holding_claims
+from kdlab.io import atomic_write_json, atomic_write_text, claimed_settings, holding_claims, prepare_out
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -91,7 +91,6 @@ class Result:
     def save(self, out: str | Path) -> Path:
         """Write what `kdlab run` writes into `out`: the text files, figures/ and results.json.
         A folder holding another experiment's results is refused (nothing is overwritten)."""
-        from kdlab.protocols.common import claimed_settings, prepare_out
         from kdlab.reporting.figures import save_figure
 
         out = Path(out)
