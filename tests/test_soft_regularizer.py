@@ -12,7 +12,7 @@ import torch
 from kdlab.cli import main
 from kdlab.data import load_dataset
 from kdlab.protocols import soft_regularizer as sr
-from kdlab.sweep.metrics import per_seed_metrics
+from kdlab.result import per_seed_metrics
 from kdlab.training.store import ModelStore
 
 TEACHER = ["--epochs", "2", "--subset", "6000", "--teacher-hidden", "300", "300", "--quiet"]

@@ -18,7 +18,7 @@ from kdlab.errors import KdlabError
 from kdlab.io import claimed_settings, package_versions, prepare_out
 from kdlab.models import StackedModule, from_states
 from kdlab.training.engine import EvalResult, TrainSpec, predict, steps_per_epoch, train_group
-from kdlab.training.store import ModelStore, model_key
+from kdlab.training.store import ModelStore, TrainedModel, model_key
 
 ENGINE_VERSION = 1  # bump when a change to the engine changes trained weights
 
@@ -94,18 +94,6 @@ def taught_by(identity: dict, teacher: TrainedModel) -> dict:
     """A distilled student's identity: its teacher is the teacher's exact weights (their hash),
     not the recipe that trained them."""
     return {**identity, "teacher": teacher.record["weights_sha256"]}
-
-
-@dataclass
-class TrainedModel:
-    name: str
-    arch: str
-    sizes: tuple[int, ...]
-    state: dict[str, torch.Tensor]
-    record: dict
-    reused: bool
-    folder: Path
-    best: dict[str, torch.Tensor] | None = None  # weights at the epoch of lowest validation loss
 
 
 BEST = "best."  # prefix of the best-epoch weights stored beside the final ones

@@ -20,11 +20,12 @@ import torch
 
 from kdlab.config import RunOptions, option, same_as
 from kdlab.errors import KdlabError
-from kdlab.protocols.common import ModelJob, TrainedModel, derive_seed, taught_by
+from kdlab.protocols.common import ModelJob, derive_seed, taught_by
 from kdlab.protocols.study import Study, StudyConfig, make_spec, open_study
 from kdlab.reporting.soft_regularizer import analyse, render
 from kdlab.result import Result
 from kdlab.training.engine import score, steps_per_epoch
+from kdlab.training.store import TrainedModel
 
 NAME = "soft-regularizer"
 METHODS = ("hard", "early", "soft", "soft_early")  # soft_early: soft targets, early stopping

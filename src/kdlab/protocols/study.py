@@ -18,7 +18,6 @@ from kdlab.protocols.common import (
     Lab,
     ModelJob,
     Teacher,
-    TrainedModel,
     data_identity,
     derive_seed,
     open_lab,
@@ -26,6 +25,7 @@ from kdlab.protocols.common import (
 )
 from kdlab.reporting.findings import class_phrase
 from kdlab.training.engine import TrainSpec, score
+from kdlab.training.store import TrainedModel
 
 # (teacher, student) widths of each family: the paper's MLPs, and the CNNs sized for CIFAR-10
 DEFAULT_WIDTHS = {
