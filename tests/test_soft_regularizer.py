@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from kdlab.cli import main
-from kdlab.data import load_dataset
+from kdlab.data.datasets import load_dataset
 from kdlab.protocols import soft_regularizer as sr
 from kdlab.result import per_seed_metrics
 from kdlab.training.store import ModelStore

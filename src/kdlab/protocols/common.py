@@ -13,7 +13,8 @@ import torch
 from tqdm.auto import tqdm
 
 from kdlab.config import RunOptions
-from kdlab.data import Dataset, load_dataset
+from kdlab.data.base import Dataset
+from kdlab.data.datasets import cache_dir, load_dataset
 from kdlab.errors import KdlabError
 from kdlab.io import claimed_settings, package_versions, prepare_out
 from kdlab.models import StackedModule, from_states
@@ -42,8 +43,6 @@ def device_of(name: str) -> torch.device:
 def models_dir(opts: RunOptions) -> Path:
     """Where trained models are stored: `--models-dir`, else the per-user cache (shared by every
     run that does not choose a store; the command line chooses `<out>/models`)."""
-    from kdlab.data.datasets import cache_dir
-
     return opts.models_dir or cache_dir() / "models"
 
 

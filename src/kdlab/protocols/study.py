@@ -10,7 +10,7 @@ import torch
 
 from kdlab.calibration import STRATEGIES, accuracy_at, choose_shift, label_share
 from kdlab.config import RunOptions, check_fields, cli_name, option, to_dict
-from kdlab.data import Dataset
+from kdlab.data.base import Dataset
 from kdlab.errors import KdlabError
 from kdlab.models import FAMILIES
 from kdlab.models.cnn import CIFAR10_STUDENT, CIFAR10_TEACHER

@@ -21,7 +21,7 @@ from typing import Any
 
 from kdlab import protocols, tracking
 from kdlab.config import RunOptions, to_dict
-from kdlab.data import load_dataset
+from kdlab.data.datasets import load_dataset
 from kdlab.errors import KdlabError
 from kdlab.io import atomic_write_json, atomic_write_text, holding_claims
 from kdlab.protocols.common import device_of
