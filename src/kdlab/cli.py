@@ -14,8 +14,7 @@ from kdlab.data.pack import PackOptions
 from kdlab.docs.settings import DocsOptions, ReproduceOptions
 from kdlab.errors import KdlabError
 from kdlab.io import holding_claims
-from kdlab.sweep.options import Budget, RayOptions, SharedRunOptions, budget_overrides
-from kdlab.sweep.tune import TuneBudget
+from kdlab.sweep.options import Budget, RayOptions, SharedRunOptions, TuneBudget, budget_overrides
 from kdlab.version import __version__
 
 

@@ -1,8 +1,7 @@
-"""What every protocol needs: the torch set-up, the output folder, seeds, and reusing models."""
+"""What every protocol needs: the torch set-up, the output folder, and reusing models."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import time
@@ -44,11 +43,6 @@ def models_dir(opts: RunOptions) -> Path:
     """Where trained models are stored: `--models-dir`, else the per-user cache (shared by every
     run that does not choose a store; the command line chooses `<out>/models`)."""
     return opts.models_dir or cache_dir() / "models"
-
-
-def derive_seed(seed: int, role: str) -> int:
-    """A 63-bit seed for one role (init, data order) of one run: stable across versions."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{role}".encode()).digest()[:8], "big") >> 1
 
 
 @dataclass
