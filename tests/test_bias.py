@@ -9,9 +9,10 @@ import torch
 from kdlab import KdlabError
 from kdlab.models import StackedMLP
 from kdlab.protocols.mythical_digit import columns
-from kdlab.protocols.study import StudyConfig, resolve_classes, shift_output_bias, split_rows
+from kdlab.protocols.study import resolve_classes, shift_output_bias, split_rows
 from kdlab.reporting.findings import detect_overfitting
 from kdlab.reporting.table import per_seed_table, summarise, table_csv, table_markdown
+from kdlab.settings.study import StudyConfig
 from kdlab.training.engine import predict
 
 

@@ -109,7 +109,8 @@ def test_predict_is_the_network_without_dropout():
 def test_student_dropout_leaves_the_teacher_alone():
     from types import SimpleNamespace
 
-    from kdlab.protocols.study import StudyConfig, make_spec
+    from kdlab.protocols.study import make_spec
+    from kdlab.settings.study import StudyConfig
 
     data = SimpleNamespace(num_features=12, classes=tuple("abcd"))
     config = StudyConfig(student_dropout=0.2, arch="mlp").for_data((1, 3, 4))

@@ -63,7 +63,8 @@ def _rows(out: Path) -> list[dict]:
 @pytest.mark.parametrize("path", sorted(SWEEPS.glob("*.toml")), ids=lambda p: p.name)
 def test_example_files_are_valid(path):
     if "[space]" in path.read_text():
-        from kdlab.sweep.tune import TuneBudget, load_tune_spec
+        from kdlab.sweep.options import TuneBudget
+        from kdlab.sweep.tune import load_tune_spec
 
         assert load_tune_spec(path, {}, TuneBudget()).settings.num_samples >= 1
     else:

@@ -2,7 +2,8 @@
 
 Running a protocol writes nothing but the model store; everything else is a step taken on the
 result when asked: `table` and `overall` as pandas DataFrames, `findings`, `figures` (drawn on
-first use), `save(out)` for exactly the files `kdlab run` writes.
+first use), `save(out)` for exactly the files `kdlab run` writes. `per_seed_metrics` reads a
+run's metrics back, one row per seed, for sweeps and trackers.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kdlab.io import atomic_write_json, atomic_write_text, holding_claims
+from kdlab.io import atomic_write_json, atomic_write_text, claimed_settings, holding_claims, prepare_out
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from kdlab.protocols.common import TrainedModel
+    from kdlab.training.store import TrainedModel
 
 
 @dataclass
@@ -91,7 +92,6 @@ class Result:
     def save(self, out: str | Path) -> Path:
         """Write what `kdlab run` writes into `out`: the text files, figures/ and results.json.
         A folder holding another experiment's results is refused (nothing is overwritten)."""
-        from kdlab.protocols.common import claimed_settings, prepare_out
         from kdlab.reporting.figures import save_figure
 
         out = Path(out)
@@ -127,6 +127,17 @@ def model_index(models: dict[str, list[TrainedModel]]) -> dict[str, list[dict]]:
                 }
             )
     return index
+
+
+def per_seed_metrics(result: dict) -> list[dict]:
+    """One dict per student seed of a finished run's results (`data`, or its results.json): the
+    seed and every metric (accuracies in %), as sweep tables and trackers read them. Each
+    sweepable protocol's analysis computes its metrics (`data["metrics"]`: name -> one value per
+    student seed) where it knows its columns and rows; nothing here rebuilds column names."""
+    return [
+        {"seed": seed, **{name: float(values[i]) for name, values in result["metrics"].items()}}
+        for i, seed in enumerate(result["seeds"])
+    ]
 
 
 def _relative_folders(obj: Any, out: Path) -> Any:

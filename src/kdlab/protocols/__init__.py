@@ -1,6 +1,7 @@
 """Experiments: each protocol declares its models, trains them through the engine, and hands its
 measured numbers to reporting. `get` and `names` give the one list of them (the CLI, the Python
-API and sweeps read it)."""
+API and sweeps read it). The list holds each protocol's declaration (`kdlab.settings`); its
+module, which needs torch, is imported only when it runs, so the command line answers at once."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from kdlab.errors import KdlabError
+
 
 @dataclass(frozen=True)
 class Protocol:
     name: str
     config: type  # its settings dataclass
-    run: Callable[..., Any]  # run(config, opts: RunOptions) -> kdlab.result.Result
     help: str
     # Sweepable protocols: the per-seed metrics their results hold (`data["metrics"]`), the
     # first the default of a sweep file, and the teacher's settings (a StudyConfig) of a config,
@@ -21,9 +23,16 @@ class Protocol:
     metrics: tuple[str, ...] = ()
     teacher: Callable[[Any], Any] | None = None
 
+    def run(self, config: Any, opts: Any) -> Any:
+        """run(config, opts: RunOptions) -> kdlab.result.Result, its module imported now."""
+        from kdlab.protocols import every_digit, hinton2015, mythical_digit, soft_regularizer
+
+        modules = (mythical_digit, every_digit, hinton2015, soft_regularizer)
+        return {m.NAME: m.run for m in modules}[self.name](config, opts)
+
 
 def _protocols() -> dict[str, Protocol]:
-    from kdlab.protocols import every_digit, hinton2015, mythical_digit, soft_regularizer
+    from kdlab.settings import every_digit, hinton2015, mythical_digit, soft_regularizer
 
     return {
         p.name: p
@@ -31,7 +40,6 @@ def _protocols() -> dict[str, Protocol]:
             Protocol(
                 mythical_digit.NAME,
                 mythical_digit.MythicalDigitConfig,
-                mythical_digit.run,
                 "teacher and four students, one class left out of the transfer set",
                 mythical_digit.METRICS,
                 mythical_digit.teacher_settings,
@@ -39,19 +47,16 @@ def _protocols() -> dict[str, Protocol]:
             Protocol(
                 every_digit.NAME,
                 every_digit.EveryDigitConfig,
-                every_digit.run,
                 "the mythical-class experiment for each class in turn, calibrated",
             ),
             Protocol(
                 hinton2015.NAME,
                 hinton2015.Hinton2015Config,
-                hinton2015.run,
                 "the paper's own MNIST numbers, side by side with kdlab's",
             ),
             Protocol(
                 soft_regularizer.NAME,
                 soft_regularizer.SoftRegularizerConfig,
-                soft_regularizer.run,
                 "students on a fraction of the data: hard labels, early stopping, soft targets",
                 soft_regularizer.METRICS,
                 soft_regularizer.teacher_settings,
@@ -62,8 +67,6 @@ def _protocols() -> dict[str, Protocol]:
 
 def get(name: str) -> Protocol:
     """The protocol called `name`; an unknown name is a one-line error."""
-    from kdlab import KdlabError
-
     protocols = _protocols()
     if name not in protocols:
         raise KdlabError(f"unknown protocol {name!r}; choose from {', '.join(protocols)}")
@@ -76,8 +79,6 @@ def names() -> list[str]:
 
 def sweepable(name: str) -> Protocol:
     """The protocol called `name`, if sweeps support it; else a one-line error."""
-    from kdlab import KdlabError
-
     supported = [p for p in _protocols().values() if p.metrics]
     if name not in [p.name for p in supported]:
         raise KdlabError(

@@ -9,57 +9,20 @@ omitted classes removed ("No3"). Raising the omitted classes' output biases afte
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 
-from kdlab import KdlabError
-from kdlab.config import RunOptions, option
-from kdlab.protocols.study import StudyConfig, evaluation, open_study, shift_output_bias
+from kdlab.config import RunOptions
+from kdlab.protocols.study import evaluation, open_study, shift_output_bias
 from kdlab.reporting.mythical_digit import analyse, render
 from kdlab.result import Result
-
-NAME = "mythical-digit"
-# per-seed metrics of a run, for sweeps (the first is a sweep file's default): test accuracies
-# in %; "omitted" on the omitted classes' test images, pooled; "after" after the bias shift the
-# first calibration strategy chose; "no" the students that never saw the omitted classes
-METRICS = (
-    "kd_omitted_after",
-    "teacher_accuracy",
-    "norm_accuracy",
-    "kd_accuracy",
-    "norm_no_accuracy",
-    "kd_no_accuracy",
-    "norm_omitted_before",
-    "kd_omitted_before",
-    "norm_omitted_after",
-    "norm_accuracy_after",
-    "kd_accuracy_after",
-    "kd_shift",
-)
-
-
-@dataclass(frozen=True)
-class MythicalDigitConfig(StudyConfig):
-    """Settings of the mythical-digit experiment; the defaults are the published protocol."""
-
-    omit: tuple[str, ...] = option(
-        ("3",), "classes (indices or names) left out of the transfer set", min_len=1, unique=True
-    )
-
-    def check_classes(self, classes: tuple[str, ...]) -> None:
-        if len(set(self.omit)) == len(classes):
-            raise KdlabError("--omit removes every class: the transfer set would be empty")
+from kdlab.settings.mythical_digit import NAME, MythicalDigitConfig
 
 
 def columns(omit_names: list[str]) -> list[str]:
     tag = "No" + ",".join(omit_names)
     return ["Teacher", "Norm", "KD", f"Norm {tag}", f"KD {tag}", f"Norm {tag}+B", f"KD {tag}+B"]
-
-
-def teacher_settings(config: MythicalDigitConfig) -> StudyConfig:
-    """The teacher's settings: the study's own (the omitted classes change only the students)."""
-    return config
 
 
 def run(config: MythicalDigitConfig, opts: RunOptions) -> Result:

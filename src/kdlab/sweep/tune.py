@@ -29,59 +29,25 @@ import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass, make_dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from kdlab import KdlabError, protocols
-from kdlab.config import check_fields, option, to_dict
+from kdlab import protocols
+from kdlab.config import to_dict
+from kdlab.errors import KdlabError
 from kdlab.io import atomic_write_json, atomic_write_text, holding_claims
 from kdlab.protocols.study import open_study
 from kdlab.reporting.stats import mean_ci, paired
 from kdlab.reporting.table import cell, markdown
-from kdlab.sweep.options import RayOptions, copy_fields, trial_options
+from kdlab.sweep.options import OBJECTIVES, RayOptions, TuneSettings, trial_options
 from kdlab.sweep.spec import SweepSpec, load_file, make_config, parse_resources, point_id
 from kdlab.sweep.table import cell_text, short_text
 
-# objective (on the validation split, per epoch) -> the same quantity on the test set
-OBJECTIVES = {
-    "val_omitted_after": "kd_omitted_after",
-    "val_accuracy_after": "kd_accuracy_after",
-    "val_omitted_before": "kd_omitted_before",
-    "val_accuracy_before": "kd_no_accuracy",
-}
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 TOP_KEYS = {"name", "protocol", "base", "space", "tune", "resources", "description"}
-
-
-@dataclass(frozen=True)
-class TuneSettings:
-    """How to search: the objective, the budget, the scheduler, the re-validation."""
-
-    objective: str = option(
-        "val_omitted_after", "metric to maximise, on the validation split", choices=tuple(OBJECTIVES)
-    )
-    num_samples: int = option(12, "number of trials (configurations tried)", ge=1)
-    time_budget_s: float = option(0.0, "stop starting trials after this many seconds (0: no limit)", ge=0)
-    grace_period: int = option(1, "epochs every trial runs before ASHA may stop it", ge=1)
-    reduction_factor: int = option(2, "ASHA keeps the best 1/reduction_factor of trials at each rung", ge=2)
-    reeval_seeds: int = option(
-        3, "seeds the winner and the default are re-evaluated on, on the test set", ge=1
-    )
-    search_seed: int = option(0, "seed of the TPE sampler")
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-
-
-TuneBudget = make_dataclass(
-    "TuneBudget",
-    copy_fields(TuneSettings, ("num_samples", "time_budget_s", "reeval_seeds"), unset=True),
-    frozen=True,
-    namespace={"__doc__": "Overrides of the search budget.", "__post_init__": check_fields},
-)
 
 
 @dataclass(frozen=True)
@@ -198,7 +164,7 @@ def trial(
     after every epoch (ASHA may stop it there)."""
     from ray import tune
 
-    from kdlab.protocols.mythical_digit import NAME
+    from kdlab.settings.mythical_digit import NAME
     from kdlab.training.engine import predict, train_group
 
     values = {k: labels[k][v] if k in labels else v for k, v in params.items()}
