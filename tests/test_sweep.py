@@ -297,7 +297,7 @@ def test_the_python_api_returns_the_sweep_as_a_dataframe(local_sweep, shared_dat
     ]
 
 
-def _record(params: dict, values: dict[str, list[float]]) -> dict:
+def _point(params: dict, values: dict[str, list[float]]) -> dict:
     seeds = range(len(next(iter(values.values()))))
     return {"config": params, "rows": [{"seed": s, **{m: v[s] for m, v in values.items()}} for s in seeds]}
 
@@ -306,7 +306,7 @@ def test_summary_findings_name_the_best_point_and_those_a_paired_test_cannot_tel
     from kdlab.sweep.table import summary_findings, summary_markdown
 
     def point(t, acc, errors, shift):
-        return _record({"temperature": t}, {"acc": acc, "kd_errors": errors, "kd_shift": shift})
+        return _point({"temperature": t}, {"acc": acc, "kd_errors": errors, "kd_shift": shift})
 
     records = [
         point(1, [50.0, 52.0, 51.0], [9, 8, 7], [1, 2, 3]),
@@ -321,7 +321,7 @@ def test_summary_findings_name_the_best_point_and_those_a_paired_test_cannot_tel
     summary = summary_markdown(records, ["temperature"], ("acc",))
     assert summary.splitlines()[-1].startswith("- acc: best at temperature = 4")
     # one seed: the best point and the range, no test
-    one = [_record({"temperature": t}, {"acc": [a]}) for t, a in ((1, 50.0), (2, 55.0))]
+    one = [_point({"temperature": t}, {"acc": [a]}) for t, a in ((1, 50.0), (2, 55.0))]
     assert summary_findings(one, ["temperature"], ("acc",)) == [
         "acc: best at temperature = 2, 55.00; the points' means range from 50.00 to 55.00"
     ]
