@@ -157,3 +157,18 @@ def test_recipe_table_lists_a_runs_rows_and_changed_settings(quick_run, tmp_path
     assert cells[2] == str(teacher)
     flags = cells[1].strip("`").split()  # in the order of the settings
     assert flags == ["--budget", "quick", "--sweep-temperatures", "1.0", "4.0", "20.0", "--subset", "3000"]
+
+
+def test_the_teacher_table_follows_each_record_along_its_epochs():
+    from kdlab.reporting.recipes import teacher_table
+
+    def record(optimizer, accs):
+        history = [{"epoch": e + 1, "val_acc": a} for e, a in enumerate(accs)]
+        spec = {"optimizer": optimizer, "lr": 0.05, "epochs": len(accs)}
+        return {"spec": spec, "identity": {"monitor": "test set"}, "history": history}
+
+    table = teacher_table({"a": record("sgd", [0.9] * 9 + [0.99] * 11), "b": record("adam", [0.98] * 10)})
+    head, _, a, b = table.splitlines()
+    assert "epoch 10" in head and "epoch 20" in head and "epoch 30" not in head
+    assert [c.strip() for c in a.split("|")[6:8]] == ["1.00", "1.00"]  # error %, from its accuracy
+    assert [c.strip() for c in b.split("|")[6:8]] == ["2.00", "–"]  # no epoch 20: a dash

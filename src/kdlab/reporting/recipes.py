@@ -1,10 +1,15 @@
 """The hinton2015 recipe table: one line per `kdlab run hinton2015` run, the rows a reader checks
 first side by side, so that the recipes tried (and those that lost) are compared on one page.
 
-    python -m kdlab.reporting.recipes docs/hinton2015/recipes > docs/hinton2015/recipes.md
+    python -m kdlab.reporting.recipes docs/hinton2015/recipes > docs/hinton2015/recipes/table.md
+    python -m kdlab.reporting.recipes --teachers docs/hinton2015/recipes/teachers \
+        > docs/hinton2015/recipes/teachers.md
 
 Each sub-folder of the given folder is one run's output (its `results.json`); the settings
-column lists what the run changed from `kdlab run hinton2015`'s defaults.
+column lists what the run changed from `kdlab run hinton2015`'s defaults. With `--teachers`,
+each file is a teacher's model record (`record.json` from the model store: no weights) and the
+table follows its test error along its training, so that a teacher whose students have not
+finished is still compared.
 """
 
 from __future__ import annotations
@@ -130,10 +135,30 @@ def recipe_table(runs: dict[str, dict]) -> str:
     return markdown(head, [recipe_line(name, results) for name, results in runs.items()])
 
 
+def teacher_table(records: dict[str, dict]) -> str:
+    """One line per teacher record: its optimiser, lr and epochs, then its error on the monitored
+    set (%) every 10 epochs and at its last (the history monitors the test set unless a
+    validation split was held out; nothing is chosen from it)."""
+    last = max(len(r["history"]) for r in records.values())
+    marks = sorted({*range(10, last + 1, 10), last})
+    lines = []
+    for name, record in records.items():
+        spec, errors = record["spec"], {h["epoch"]: 100 * (1 - h["val_acc"]) for h in record["history"]}
+        monitor = record["identity"]["monitor"]
+        cells = [f"{errors[e]:.2f}" if e in errors else "–" for e in marks]
+        lines.append([name, spec["optimizer"], f"{spec['lr']:g}", str(spec["epochs"]), monitor, *cells])
+    head = ["Teacher", "optimiser", "lr", "epochs", "monitored on", *(f"epoch {e}" for e in marks)]
+    return markdown(head, lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if len(args) == 2 and args[0] == "--teachers":
+        records = {f.stem: json.loads(f.read_text()) for f in sorted(Path(args[1]).glob("*.json"))}
+        print(teacher_table(records), end="")
+        return 0
     if len(args) != 1:
-        print("usage: python -m kdlab.reporting.recipes FOLDER_OF_RUNS", file=sys.stderr)
+        print("usage: python -m kdlab.reporting.recipes [--teachers] FOLDER", file=sys.stderr)
         return 2
     folder = Path(args[0])
     runs = {
