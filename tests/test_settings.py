@@ -33,7 +33,7 @@ from kdlab.protocols.study import StudyConfig
 from kdlab.sweep.options import Budget, RayOptions, SharedRunOptions
 from kdlab.sweep.tune import TuneBudget, TuneSettings
 
-PROTOCOLS = {name: protocols.get(name).config for name in protocols.names()}
+PROTOCOLS = {name: protocols.get(name).settings for name in protocols.names()}
 OPTIONS = (
     RunOptions,
     SharedRunOptions,

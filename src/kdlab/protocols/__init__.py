@@ -1,25 +1,13 @@
-"""Experiments: each protocol declares its models, trains them through the engine, and hands its
-measured numbers to reporting. `get` and `names` give the one list of them (the CLI, the Python
-API and sweeps read it)."""
+"""Experiments: each protocol is one module declaring its settings, metrics and its measure,
+analyse and render steps on the contract (`kdlab.protocols.contract`); this registry gives the
+one list of them (the CLI, the Python API and sweeps read it)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-
-@dataclass(frozen=True)
-class Protocol:
-    name: str
-    config: type  # its settings dataclass
-    run: Callable[..., Any]  # run(config, opts: RunOptions) -> kdlab.result.Result
-    help: str
-    # Sweepable protocols: the per-seed metrics their results hold (`data["metrics"]`), the
-    # first the default of a sweep file, and the teacher's settings (a StudyConfig) of a config,
-    # so that a sweep trains each distinct teacher once
-    metrics: tuple[str, ...] = ()
-    teacher: Callable[[Any], Any] | None = None
+if TYPE_CHECKING:
+    from kdlab.protocols.contract import Protocol
 
 
 def _protocols() -> dict[str, Protocol]:
@@ -28,34 +16,10 @@ def _protocols() -> dict[str, Protocol]:
     return {
         p.name: p
         for p in (
-            Protocol(
-                mythical_digit.NAME,
-                mythical_digit.MythicalDigitConfig,
-                mythical_digit.run,
-                "teacher and four students, one class left out of the transfer set",
-                mythical_digit.METRICS,
-                mythical_digit.teacher_settings,
-            ),
-            Protocol(
-                every_digit.NAME,
-                every_digit.EveryDigitConfig,
-                every_digit.run,
-                "the mythical-class experiment for each class in turn, calibrated",
-            ),
-            Protocol(
-                hinton2015.NAME,
-                hinton2015.Hinton2015Config,
-                hinton2015.run,
-                "the paper's own MNIST numbers, side by side with kdlab's",
-            ),
-            Protocol(
-                soft_regularizer.NAME,
-                soft_regularizer.SoftRegularizerConfig,
-                soft_regularizer.run,
-                "students on a fraction of the data: hard labels, early stopping, soft targets",
-                soft_regularizer.METRICS,
-                soft_regularizer.teacher_settings,
-            ),
+            mythical_digit.PROTOCOL,
+            every_digit.PROTOCOL,
+            hinton2015.PROTOCOL,
+            soft_regularizer.PROTOCOL,
         )
     }
 
@@ -75,7 +39,8 @@ def names() -> list[str]:
 
 
 def sweepable(name: str) -> Protocol:
-    """The protocol called `name`, if sweeps support it; else a one-line error."""
+    """The protocol called `name`, if sweeps support it (it declares metrics); else a one-line
+    error."""
     from kdlab import KdlabError
 
     supported = [p for p in _protocols().values() if p.metrics]

@@ -7,20 +7,21 @@ classes the teacher's dark knowledge can teach without a single example.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+from typing import ClassVar
 
-from kdlab.config import RunOptions, option, same_as
+from kdlab.config import option, same_as
+from kdlab.protocols.common import Lab
+from kdlab.protocols.contract import Measured, Protocol
 from kdlab.protocols.study import StudyConfig, open_study
-from kdlab.reporting.every_digit import analyse, render
-from kdlab.result import Result
-
-NAME = "every-digit"
+from kdlab.reporting import every_digit as reporting
 
 
 @dataclass(frozen=True)
 class EveryDigitConfig(StudyConfig):
     """Settings of the every-digit study: the published protocol, calibrated on a validation split."""
+
+    CLASS_FIELDS: ClassVar[tuple[str, ...]] = ("classes",)
 
     calibration: tuple[str, ...] = same_as(
         StudyConfig,
@@ -40,10 +41,15 @@ class EveryDigitConfig(StudyConfig):
     )
 
 
-def run(config: EveryDigitConfig, opts: RunOptions) -> Result:
-    start = time.perf_counter()
-    study = open_study(config, opts, NAME, omit_fields=("classes",))
-    config, names = study.config, study.data.classes
+@dataclass
+class EveryDigitMeasured(Measured):
+    rows: list[dict]  # one per omitted class: accuracies before and after each calibration
+    teacher_accuracy: float
+
+
+def measure(lab: Lab, config: EveryDigitConfig) -> EveryDigitMeasured:
+    study = open_study(lab, config)
+    names = study.data.classes
     omitted = [names.index(c) for c in config.classes] if config.classes else list(range(len(names)))
     rows, models = [], {"Teacher": [study.teacher]}
     for digit in omitted:
@@ -67,13 +73,15 @@ def run(config: EveryDigitConfig, opts: RunOptions) -> Result:
                 "reused": norm[0].reused and kd[0].reused,
             }
         )
-    analysed = analyse(
-        config=config,
-        seeds=config.student_seeds(),
-        rows=rows,
-        teacher_accuracy=100 * float((study.teacher_test_logits.argmax(-1) == study.y_test).double().mean()),
-        provenance=study.provenance,
-        wall_time_s=time.perf_counter() - start,
-        models=models,
-    )
-    return render(analysed, config, models)
+    teacher_accuracy = 100 * float((study.teacher_test_logits.argmax(-1) == study.y_test).double().mean())
+    return EveryDigitMeasured(config, models, rows, teacher_accuracy)
+
+
+PROTOCOL = Protocol(
+    "every-digit",
+    "the mythical-class experiment for each class in turn, calibrated",
+    EveryDigitConfig,
+    measure,
+    reporting.analyse,
+    reporting.render,
+)

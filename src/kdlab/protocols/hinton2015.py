@@ -9,7 +9,6 @@ the paper's value and by the value best for this model. A temperature sweep over
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
@@ -22,11 +21,12 @@ from kdlab.calibration import (
     prediction_share_shift,
     prior_matching_shift,
 )
-from kdlab.config import RunOptions, check_fields, option, same_as, to_dict
-from kdlab.protocols.common import ModelJob, Stage, data_identity, derive_seed, open_lab, taught_by
+from kdlab.config import RunOptions, check_fields, option, same_as
+from kdlab.data import Dataset
+from kdlab.protocols.common import Lab, ModelJob, Stage, data_identity, derive_seed, taught_by
+from kdlab.protocols.contract import Measured, Protocol
 from kdlab.protocols.study import StudyConfig, require_every_class
-from kdlab.reporting.hinton2015 import write_hinton2015_outputs
-from kdlab.result import Result
+from kdlab.reporting import hinton2015 as reporting
 from kdlab.training.engine import TrainSpec
 from kdlab.training.optim import OPTIMIZERS
 from kdlab.training.schedule import SCHEDULES
@@ -103,6 +103,16 @@ class Hinton2015Config:
         if self.jitter_transfer and self.jitter == 0:
             raise KdlabError("--jitter-transfer needs --jitter > 0: with 0 pixels nothing moves")
 
+    def resolve(self, data: Dataset) -> Hinton2015Config:
+        """Checks that need the data, before anything is written."""
+        if len(data.classes) <= max(OMITTED, *KEPT):
+            raise KdlabError(f"{self.dataset} has too few classes for this protocol")
+        subset, n = self.resolved("subset"), len(data.y_train)
+        if subset > n:
+            raise KdlabError(f"subset {subset} is larger than the training set ({n})")
+        require_every_class(data.y_train[: subset or n], data.classes, subset)
+        return self
+
     def student_seeds(self) -> list[int]:
         """The 800-800 students' seeds: --seeds of them from --seed on."""
         return [self.seed + k for k in range(self.seeds)]
@@ -114,17 +124,19 @@ class Hinton2015Config:
         return BUDGETS[self.budget][name] if value == unset else value
 
 
-def run(config: Hinton2015Config, opts: RunOptions) -> Result:
-    start = time.perf_counter()
-    lab = open_lab(opts, config.dataset)
+@dataclass
+class Hinton2015Measured(Measured):
+    rows: list[dict]  # the side-by-side table
+    sweep: dict  # the T-sweep's test errors per width
+    shifts: dict  # each strategy's shift per seed, per moved set of classes
+    stages: dict  # each stage's time and reuse
+    histories: dict[str, list[dict]]
+
+
+def measure(lab: Lab, config: Hinton2015Config) -> Hinton2015Measured:
+    opts = lab.opts
     data, x, y, y_test = lab.data, lab.x, lab.y, lab.y_test
-    if len(data.classes) <= max(OMITTED, *KEPT):
-        raise KdlabError(f"{config.dataset} has too few classes for this protocol")
     subset = config.resolved("subset")
-    if subset > len(x):
-        raise KdlabError(f"subset {subset} is larger than the training set ({len(x)})")
-    require_every_class(data.y_train[: subset or len(x)], data.classes, subset)
-    lab.claim(NAME, to_dict(config))
     rows = torch.arange(subset or len(x), device=lab.device)
     num_classes = len(data.classes)
     rows_id = {**data_identity(data, lab.device), "subset": subset}
@@ -327,8 +339,9 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
         rows_out.append(row(label, None, [e for e, _ in moved], "errors", "t2"))
         rows_out.append(row(f"{label}: errors on 3s", None, [e for _, e in moved], "errors", "t2"))
     rows_out += _sweep_rows(sweep, row)
-    return write_hinton2015_outputs(
-        config=config,
+    return Hinton2015Measured(
+        settings=config,
+        models={name: stage.models for name, stage in stages.items()},
         rows=rows_out,
         sweep=sweep,
         shifts={"3": shifts_3, "7,8": shifts_78},
@@ -342,10 +355,17 @@ def run(config: Hinton2015Config, opts: RunOptions) -> Result:
             for name, s in stages.items()
         },
         histories={m.name: m.record["history"] for stage in stages.values() for m in stage.models},
-        provenance=lab.provenance,
-        wall_time_s=time.perf_counter() - start,
-        models={name: stage.models for name, stage in stages.items()},
     )
+
+
+PROTOCOL = Protocol(
+    NAME,
+    "the paper's own MNIST numbers, side by side with kdlab's",
+    Hinton2015Config,
+    measure,
+    reporting.analyse,
+    reporting.render,
+)
 
 
 def make_spec(

@@ -8,40 +8,45 @@ omitted classes removed ("No3"). Raising the omitted classes' output biases afte
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import torch
 
 from kdlab import KdlabError
-from kdlab.config import RunOptions, option
+from kdlab.config import option
+from kdlab.protocols.common import Lab
+from kdlab.protocols.contract import Measured, Metric, Protocol
 from kdlab.protocols.study import StudyConfig, evaluation, open_study, shift_output_bias
-from kdlab.reporting.mythical_digit import analyse, render
-from kdlab.result import Result
+from kdlab.reporting import mythical_digit as reporting
 
-NAME = "mythical-digit"
+_PCT = "%"
 # per-seed metrics of a run, for sweeps (the first is a sweep file's default): test accuracies
 # in %; "omitted" on the omitted classes' test images, pooled; "after" after the bias shift the
 # first calibration strategy chose; "no" the students that never saw the omitted classes
 METRICS = (
-    "kd_omitted_after",
-    "teacher_accuracy",
-    "norm_accuracy",
-    "kd_accuracy",
-    "norm_no_accuracy",
-    "kd_no_accuracy",
-    "norm_omitted_before",
-    "kd_omitted_before",
-    "norm_omitted_after",
-    "norm_accuracy_after",
-    "kd_accuracy_after",
-    "kd_shift",
+    Metric(
+        "kd_omitted_after", _PCT, True, "KD student without the omitted classes, on them, after the shift"
+    ),
+    Metric("teacher_accuracy", _PCT, True, "the teacher's test accuracy (the same for every seed)"),
+    Metric("norm_accuracy", _PCT, True, "hard-label student on all data"),
+    Metric("kd_accuracy", _PCT, True, "distilled student on all data"),
+    Metric("norm_no_accuracy", _PCT, True, "hard-label student without the omitted classes"),
+    Metric("kd_no_accuracy", _PCT, True, "distilled student without the omitted classes"),
+    Metric("norm_omitted_before", _PCT, True, "hard-label student without them, on them, before the shift"),
+    Metric("kd_omitted_before", _PCT, True, "KD student without them, on them, before the shift"),
+    Metric("norm_omitted_after", _PCT, True, "hard-label student without them, on them, after the shift"),
+    Metric("norm_accuracy_after", _PCT, True, "hard-label student without them, overall, after the shift"),
+    Metric("kd_accuracy_after", _PCT, True, "KD student without them, overall, after the shift"),
+    Metric("kd_shift", "logit", False, "the shift the first calibration chose for the KD student"),
 )
 
 
 @dataclass(frozen=True)
 class MythicalDigitConfig(StudyConfig):
     """Settings of the mythical-digit experiment; the defaults are the published protocol."""
+
+    CLASS_FIELDS: ClassVar[tuple[str, ...]] = ("omit",)
 
     omit: tuple[str, ...] = option(
         ("3",), "classes (indices or names) left out of the transfer set", min_len=1, unique=True
@@ -52,58 +57,112 @@ class MythicalDigitConfig(StudyConfig):
             raise KdlabError("--omit removes every class: the transfer set would be empty")
 
 
+@dataclass(frozen=True)
+class Columns:
+    """The seven columns of the table, by role: the omitted classes' tag names the last four."""
+
+    tag: str  # e.g. "No3"
+    teacher: str = "Teacher"
+    norm: str = "Norm"
+    kd: str = "KD"
+
+    @classmethod
+    def of(cls, omit_names: list[str]) -> Columns:
+        return cls("No" + ",".join(omit_names))
+
+    @property
+    def norm_no(self) -> str:
+        return f"Norm {self.tag}"
+
+    @property
+    def kd_no(self) -> str:
+        return f"KD {self.tag}"
+
+    @property
+    def norm_b(self) -> str:
+        return f"Norm {self.tag}+B"
+
+    @property
+    def kd_b(self) -> str:
+        return f"KD {self.tag}+B"
+
+    @property
+    def students(self) -> list[str]:
+        """The trained students (the +B columns are two of them shifted)."""
+        return [self.norm, self.kd, self.norm_no, self.kd_no]
+
+    @property
+    def all(self) -> list[str]:
+        return [self.teacher, *self.students, self.norm_b, self.kd_b]
+
+
 def columns(omit_names: list[str]) -> list[str]:
-    tag = "No" + ",".join(omit_names)
-    return ["Teacher", "Norm", "KD", f"Norm {tag}", f"KD {tag}", f"Norm {tag}+B", f"KD {tag}+B"]
+    return Columns.of(omit_names).all
 
 
-def teacher_settings(config: MythicalDigitConfig) -> StudyConfig:
-    """The teacher's settings: the study's own (the omitted classes change only the students)."""
-    return config
+@dataclass
+class MythicalDigitMeasured(Measured):
+    columns: Columns
+    classes: tuple[str, ...]
+    omit: tuple[int, ...]
+    evaluations: dict[str, list[dict]]  # per column, one test evaluation per seed
+    calibration: dict[str, dict]  # per No-omit column, every strategy's shifts and accuracies
+    bias_curves: dict[str, dict]
+    test_counts: list[int]
+
+    def trained(self) -> dict[str, list]:
+        return {name: self.models[name] for name in [self.columns.teacher, *self.columns.students]}
 
 
-def run(config: MythicalDigitConfig, opts: RunOptions) -> Result:
+def measure(lab: Lab, config: MythicalDigitConfig) -> MythicalDigitMeasured:
     """Train (or reuse) the teacher and the students of every seed, evaluate the seven columns."""
-    start = time.perf_counter()
-    study = open_study(config, opts, NAME, omit_fields=("omit",))
-    config, classes = study.config, study.data.classes
+    study = open_study(lab, config)
+    classes = study.data.classes
     omit = tuple(classes.index(name) for name in config.omit)
-    cols = columns(list(config.omit))
-    trained = {"Teacher": [study.teacher]}
-    trained[cols[1]], trained[cols[2]] = study.students((), (cols[1], cols[2]))
-    trained[cols[3]], trained[cols[4]] = study.students(omit, (cols[3], cols[4]))
+    cols = Columns.of(list(config.omit))
+    trained = {cols.teacher: [study.teacher]}
+    trained[cols.norm], trained[cols.kd] = study.students((), (cols.norm, cols.kd))
+    trained[cols.norm_no], trained[cols.kd_no] = study.students(omit, (cols.norm_no, cols.kd_no))
 
     # +B: the No-omit students with the omitted classes' output biases raised by the shift
     # the first calibration strategy chose for each of them
-    calibration = {col: study.calibrate(trained[col], omit) for col in cols[3:5]}
+    calibration = {col: study.calibrate(trained[col], omit) for col in (cols.norm_no, cols.kd_no)}
     first = config.calibration[0]
-    for src, dst in ((cols[3], cols[5]), (cols[4], cols[6])):
+    for src, dst in ((cols.norm_no, cols.norm_b), (cols.kd_no, cols.kd_b)):
         shifts = calibration[src][first]["shift"]
         trained[dst] = [
             replace(m, state=shift_output_bias(m.state, omit, s)) for m, s in zip(trained[src], shifts)
         ]
 
     evaluations = {
-        "Teacher": evaluation(study.logits([study.teacher], study.x_test), study.y_test, len(classes))
+        cols.teacher: evaluation(study.logits([study.teacher], study.x_test), study.y_test, len(classes))
     }
-    students = [m for c in cols[1:] for m in trained[c]]
+    rest = cols.all[1:]
+    students = [m for c in rest for m in trained[c]]
     scored = evaluation(study.logits(students, study.x_test), study.y_test, len(classes))
-    for c in cols[1:]:
+    for c in rest:
         evaluations[c], scored = scored[: len(trained[c])], scored[len(trained[c]) :]
     grid = torch.linspace(-2.0, 12.0, 141)
-    curves = {col: study.bias_curves(trained[col], omit, grid) for col in cols[3:5]}
-    analysed = analyse(
-        config=config,
-        seeds=config.student_seeds(),
+    curves = {col: study.bias_curves(trained[col], omit, grid) for col in (cols.norm_no, cols.kd_no)}
+    return MythicalDigitMeasured(
+        settings=config,
+        models=trained,
         columns=cols,
         classes=classes,
         omit=omit,
         evaluations=evaluations,
-        models=trained,
         calibration=calibration,
         bias_curves=curves,
-        provenance=study.provenance,
-        wall_time_s=time.perf_counter() - start,
         test_counts=torch.bincount(study.y_test, minlength=len(classes)).tolist(),
     )
-    return render(analysed, config, classes, trained)
+
+
+PROTOCOL = Protocol(
+    "mythical-digit",
+    "teacher and four students, one class left out of the transfer set",
+    MythicalDigitConfig,
+    measure,
+    reporting.analyse,
+    reporting.render,
+    METRICS,
+)

@@ -13,26 +13,38 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
 from dataclasses import dataclass, fields, replace
 
 import torch
 
 from kdlab import KdlabError
-from kdlab.config import RunOptions, option, same_as
-from kdlab.protocols.common import ModelJob, TrainedModel, derive_seed, taught_by
+from kdlab.config import option, same_as
+from kdlab.protocols.common import Lab, ModelJob, TrainedModel, derive_seed, taught_by
+from kdlab.protocols.contract import Measured, Metric, Protocol
 from kdlab.protocols.study import Study, StudyConfig, make_spec, open_study
-from kdlab.reporting.soft_regularizer import analyse, render
-from kdlab.result import Result
+from kdlab.reporting import soft_regularizer as reporting
 from kdlab.training.engine import score, steps_per_epoch
 
-NAME = "soft-regularizer"
 METHODS = ("hard", "early", "soft", "soft_early")  # soft_early: soft targets, early stopping
+_STUDENTS = {
+    "soft": "soft-target student",
+    "early": "hard-label student at its epoch of lowest validation loss",
+    "hard": "hard-label student at its last epoch",
+}
+_QUANTITIES = {  # key -> (unit, higher is better, what)
+    "accuracy": ("%", True, "accuracy"),
+    "loss": ("nats", False, "cross-entropy"),
+    "errors": ("errors", False, "errors"),
+}
 # per-seed metrics of a run, at its smallest fraction (a sweep sets `fractions = [3]` to pick
-# one): "val_" on the validation split, the others on the test set; `early` is the hard-label
-# student at its epoch of lowest validation loss
+# one): "val_" on the validation split, the others on the test set
 METRICS = tuple(
-    f"{method}_{prefix}{key}"
+    Metric(
+        f"{method}_{prefix}{key}",
+        _QUANTITIES[key][0],
+        _QUANTITIES[key][1],
+        f"{_STUDENTS[method]}: {_QUANTITIES[key][2]} on the {'validation split' if prefix else 'test set'}",
+    )
     for prefix in ("val_", "")
     for method in ("soft", "early", "hard")
     for key in ("accuracy", "loss" if prefix else "errors")
@@ -83,18 +95,17 @@ class SoftRegularizerConfig(StudyConfig):
         for fraction in self.fractions:
             quotas(labels[pool], len(classes), fraction)
 
+    def teacher_settings(self) -> StudyConfig:
+        """The mythical-digit teacher's settings (trained on every training image, so shared
+        through the store): `val_size` here is the students' validation split, not the teacher's."""
+        shared = {f.name: getattr(self, f.name) for f in fields(StudyConfig)}
+        return StudyConfig(**{**shared, "val_size": 0})
+
     def student_epochs(self, images: int) -> int:
         """About `steps` optimiser steps whatever the fraction, within [min_epochs, max_epochs]:
         a small sample needs many passes to converge, the whole pool only a few."""
         epochs = math.ceil(self.steps / steps_per_epoch(images, self.batch_size))
         return min(self.max_epochs, max(self.min_epochs, epochs))
-
-
-def teacher_settings(config: SoftRegularizerConfig) -> StudyConfig:
-    """The mythical-digit teacher's settings (trained on every training image, so shared
-    through the store): `val_size` here is the students' validation split, not the teacher's."""
-    shared = {f.name: getattr(config, f.name) for f in fields(StudyConfig)}
-    return StudyConfig(**{**shared, "val_size": 0})
 
 
 def split_pool(rows: torch.Tensor, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,12 +208,19 @@ def measure_fraction(study: Study, models: list[TrainedModel]) -> dict:
     return out
 
 
-def measure(config: SoftRegularizerConfig, opts: RunOptions) -> tuple[Study, dict, dict]:
-    """Train (or reuse) every model; the study, the results as data (nothing is rendered) and
-    the trained models (the teacher, then each fraction's students)."""
-    start = time.perf_counter()
-    study = open_study(config, opts, NAME, teacher_settings=teacher_settings(config))
-    config, y = study.config, study.lab.y
+@dataclass
+class SoftRegularizerMeasured(Measured):
+    seeds: list[int]
+    pool_size: int
+    val_size: int
+    teacher: dict  # its test accuracy and errors, and its training
+    rows: list[dict]  # one per fraction: every method's numbers per seed
+
+
+def measure(lab: Lab, config: SoftRegularizerConfig) -> SoftRegularizerMeasured:
+    """Train (or reuse) every model: the teacher, then each fraction's students."""
+    study = open_study(lab, config)
+    y = study.lab.y
     pool, val_rows = split_pool(study.rows, config.val_size, config.seed)
     x_val, y_val = study.lab.x[val_rows], y[val_rows]
     labels = y[pool]
@@ -234,25 +252,21 @@ def measure(config: SoftRegularizerConfig, opts: RunOptions) -> tuple[Study, dic
             }
         )
     teacher_test = score(study.teacher_test_logits[None], study.y_test, study.num_classes)
-    results = {
-        "protocol": NAME,
-        "config": config,
-        "seeds": seeds,
-        "pool_size": len(pool),
-        "val_size": len(val_rows),
-        "teacher": {
-            "accuracy": 100 * float(teacher_test.accuracy[0]),
-            "errors": int(teacher_test.errors[0]),
-            "reused": study.teacher.reused,
-            "wall_time_s": study.teacher.record["group_wall_time_s"],
-        },
-        "rows": rows,
-        "wall_time_s": time.perf_counter() - start,
+    teacher = {
+        "accuracy": 100 * float(teacher_test.accuracy[0]),
+        "errors": int(teacher_test.errors[0]),
+        "reused": study.teacher.reused,
+        "wall_time_s": study.teacher.record["group_wall_time_s"],
     }
-    return study, results, trained
+    return SoftRegularizerMeasured(config, trained, seeds, len(pool), len(val_rows), teacher, rows)
 
 
-def run(config: SoftRegularizerConfig, opts: RunOptions) -> Result:
-    """Measure, analyse, and render (nothing is written: see `Result.save`)."""
-    study, results, models = measure(config, opts)
-    return render(analyse(results, study.provenance, models), study.config, models)
+PROTOCOL = Protocol(
+    "soft-regularizer",
+    "students on a fraction of the data: hard labels, early stopping, soft targets",
+    SoftRegularizerConfig,
+    measure,
+    reporting.analyse,
+    reporting.render,
+    METRICS,
+)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import torch
 
 from kdlab import KdlabError
 from kdlab.calibration import STRATEGIES, accuracy_at, choose_shift, label_share
-from kdlab.config import RunOptions, check_fields, cli_name, option, to_dict
+from kdlab.config import check_fields, cli_name, option
 from kdlab.data import Dataset
 from kdlab.models import FAMILIES
 from kdlab.models.cnn import CIFAR10_STUDENT, CIFAR10_TEACHER
@@ -21,7 +22,6 @@ from kdlab.protocols.common import (
     TrainedModel,
     data_identity,
     derive_seed,
-    open_lab,
     taught_by,
 )
 from kdlab.reporting.findings import class_phrase
@@ -37,6 +37,8 @@ DEFAULT_WIDTHS = {
 @dataclass(frozen=True)
 class StudyConfig:
     """Settings of a teacher and its students; the defaults are the published protocol."""
+
+    CLASS_FIELDS: ClassVar[tuple[str, ...]] = ()  # fields naming classes (by name or index)
 
     dataset: str = option("mnist", "data set")
     epochs: int = option(10, "training epochs of the teacher and of every student", ge=1)
@@ -98,6 +100,24 @@ class StudyConfig:
             )
         if "validation" in self.calibration and self.val_size <= 0:
             raise KdlabError("validation calibration needs a validation split: set --val-size > 0")
+
+    def resolve(self, data: Dataset) -> StudyConfig:
+        """The settings made explicit for the data (classes stored by name, the model family and
+        widths) and checked against it, before anything is written."""
+        config = self
+        for name in self.CLASS_FIELDS:  # class names or indices, stored as names
+            indices = resolve_classes(getattr(config, name), data.classes, cli_name(name))
+            config = replace(config, **{name: tuple(data.classes[c] for c in indices)})
+        config = config.for_data(data.image_shape)
+        config.check_classes(data.classes)
+        rows, _ = split_rows(config.teacher_settings().for_data(data.image_shape), len(data.y_train))
+        config.check_rows(rows, data.y_train, data.classes)
+        return config
+
+    def teacher_settings(self) -> StudyConfig:
+        """The teacher's settings: by default the study's own (a sweep trains each distinct
+        teacher once)."""
+        return self
 
     def check_classes(self, classes: tuple[str, ...]) -> None:
         """Checks that need the data set's classes; run before anything is written."""
@@ -344,26 +364,11 @@ def split_rows(config: StudyConfig, n: int) -> tuple[torch.Tensor, torch.Tensor 
     return rows, val
 
 
-def open_study(
-    config: StudyConfig,
-    opts: RunOptions,
-    protocol: str,
-    omit_fields: tuple[str, ...] = (),
-    teacher_settings: StudyConfig | None = None,
-) -> Study:
-    """Load the data, claim the output folder for `config`, and train (or reuse) the teacher of
-    `teacher_settings` (default: `config`; another protocol's teacher, to share it)."""
-    lab = open_lab(opts, config.dataset)
-    classes = lab.data.classes
-    for name in omit_fields:  # class names or indices, stored as names
-        indices = resolve_classes(getattr(config, name), classes, cli_name(name))
-        config = replace(config, **{name: tuple(classes[c] for c in indices)})
-    config = config.for_data(lab.data.image_shape)
-    config.check_classes(classes)
-    teaching = config if teacher_settings is None else teacher_settings.for_data(lab.data.image_shape)
+def open_study(lab: Lab, config: StudyConfig) -> Study:
+    """The study of resolved settings on a claimed Lab: the teacher of `config.teacher_settings()`
+    (another protocol's teacher, to share it) trained (or reused) on its training rows."""
+    teaching = config.teacher_settings().for_data(lab.data.image_shape)
     rows, val_rows = split_rows(teaching, len(lab.x))
-    config.check_rows(rows, lab.data.y_train, classes)
-    lab.claim(protocol, to_dict(config))
     rows = rows.to(lab.device)
     val = None if val_rows is None else (lab.x[val_rows.to(lab.device)], lab.y[val_rows.to(lab.device)])
     job = teacher_job(teaching, lab.data, lab.device)

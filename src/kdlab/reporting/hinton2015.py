@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kdlab.config import to_dict
 from kdlab.reporting.figures import learning_curves, temperature_sweep
 from kdlab.reporting.frames import records_frame
 from kdlab.reporting.table import markdown
-from kdlab.result import Rendering, Result, model_index
+from kdlab.result import Rendering
+
+if TYPE_CHECKING:
+    from kdlab.protocols.contract import Analysis
+    from kdlab.protocols.hinton2015 import Hinton2015Measured
 
 CURVES = ("Teacher", "Hard", "KD", "KD No3", "KD 7,8 only")
 
@@ -72,12 +78,23 @@ def findings(rows: list[dict]) -> list[str]:
     return lines
 
 
-def write_hinton2015_outputs(
-    *, config, rows, sweep, shifts, stages, histories, provenance, wall_time_s, models
-) -> Result:
-    seeds = config.student_seeds()
-    """The rows as data with their findings (analysis), and the table, report and figures
-    rendered from them (nothing is written here)."""
+def analyse(measured: Hinton2015Measured) -> dict:
+    """The rows, the T-sweep, the shifts and the stages as data, with their findings."""
+    return {
+        "config": to_dict(measured.settings),
+        "rows": measured.rows,
+        "sweep": measured.sweep,
+        "shifts": measured.shifts,
+        "stages": measured.stages,
+        "findings": findings(measured.rows),
+    }
+
+
+def render(analysis: Analysis) -> Rendering:
+    """The table, report and figures of the analysed rows (nothing is written here)."""
+    result, config, histories = analysis.data, analysis.measured.settings, analysis.measured.histories
+    rows, sweep, shifts, stages = result["rows"], result["sweep"], result["shifts"], result["stages"]
+    wall_time_s, seeds = result["wall_time_s"], config.student_seeds()
     curves = {name: [histories[name]] for name in CURVES if name in histories}
     table = table_markdown(rows)
     shift_lines = [
@@ -94,18 +111,6 @@ def write_hinton2015_outputs(
     ]
     temps = next(iter(sweep.values()))["temperature"]
     training = sum(s["training_seconds"] for s in stages.values())
-    result = {
-        "protocol": "hinton2015",
-        "config": to_dict(config),
-        "rows": rows,
-        "sweep": sweep,
-        "shifts": shifts,
-        "stages": stages,
-        "models": model_index(models),
-        **provenance,
-        "wall_time_s": wall_time_s,
-    }
-    result["findings"] = findings(rows)
     report = "\n".join(
         [
             "# Hinton, Vinyals & Dean (2015), section 3: the paper's MNIST numbers and kdlab's",
@@ -166,17 +171,12 @@ def write_hinton2015_outputs(
             for t, e in zip(entry["temperature"], entry["errors"])
         ]
     )
-    return Result(
-        "hinton2015",
-        result,
-        models,
-        Rendering(
-            texts={"table.md": table, "report.md": report},
-            figures={
-                "temperature_sweep": lambda: temperature_sweep(sweep),
-                "learning_curves": lambda: learning_curves(curves, dict.fromkeys(curves, "test set")),
-            },
-            printed=[table],
-            frames=lambda: (records_frame(rows, "experiment"), sweep_frame),
-        ),
+    return Rendering(
+        texts={"table.md": table, "report.md": report},
+        figures={
+            "temperature_sweep": lambda: temperature_sweep(sweep),
+            "learning_curves": lambda: learning_curves(curves, dict.fromkeys(curves, "test set")),
+        },
+        printed=[table],
+        frames=lambda: (records_frame(rows, "experiment"), sweep_frame),
     )

@@ -2,8 +2,8 @@
 
 Each sweepable protocol's analysis computes its metrics (`data["metrics"]`: name -> one value
 per student seed) where it knows its columns and rows; nothing here rebuilds column names.
-The names each protocol offers are declared beside it (`mythical_digit.METRICS`,
-`soft_regularizer.METRICS`) and listed in `kdlab.protocols`.
+The metrics each protocol offers are declared in its `Protocol` (`Metric` objects: name, unit,
+direction), which the core checks its analysis against.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ import torch
 from kdlab import KdlabError, protocols
 from kdlab.config import check_fields, option, to_dict
 from kdlab.io import atomic_write_json, atomic_write_text, holding_claims
+from kdlab.protocols.contract import Metric, open_run
 from kdlab.protocols.study import open_study
 from kdlab.reporting.stats import mean_ci, paired
 from kdlab.reporting.table import cell, markdown
@@ -45,12 +46,28 @@ from kdlab.sweep.options import RayOptions, copy_fields, trial_options
 from kdlab.sweep.spec import SweepSpec, load_file, make_config, parse_resources, point_id
 from kdlab.sweep.table import cell_text, short_text
 
-# objective (on the validation split, per epoch) -> the same quantity on the test set
+
+@dataclass(frozen=True)
+class Objective(Metric):
+    """A metric a trial reports on the validation split after every epoch, and the name of the
+    same quantity on the test set among the protocol's metrics (for the re-validation)."""
+
+    test: str
+
+
+# the KD student without the omitted classes, on the validation split
 OBJECTIVES = {
-    "val_omitted_after": "kd_omitted_after",
-    "val_accuracy_after": "kd_accuracy_after",
-    "val_omitted_before": "kd_omitted_before",
-    "val_accuracy_before": "kd_no_accuracy",
+    o.name: o
+    for o in (
+        Objective(
+            "val_omitted_after", "%", True, "on the omitted classes, after the shift", "kd_omitted_after"
+        ),
+        Objective("val_accuracy_after", "%", True, "overall, after the shift", "kd_accuracy_after"),
+        Objective(
+            "val_omitted_before", "%", True, "on the omitted classes, before the shift", "kd_omitted_before"
+        ),
+        Objective("val_accuracy_before", "%", True, "overall, before the shift", "kd_no_accuracy"),
+    )
 }
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 TOP_KEYS = {"name", "protocol", "base", "space", "tune", "resources", "description"}
@@ -95,7 +112,7 @@ class TuneSpec:
 
     @property
     def config_cls(self) -> type:
-        return protocols.get(self.protocol).config
+        return protocols.get(self.protocol).settings
 
     def config(self, params: dict[str, Any]) -> Any:
         return make_config(self.config_cls, {**self.base, **params})
@@ -198,13 +215,12 @@ def trial(
     after every epoch (ASHA may stop it there)."""
     from ray import tune
 
-    from kdlab.protocols.mythical_digit import NAME
     from kdlab.training.engine import predict, train_group
 
     values = {k: labels[k][v] if k in labels else v for k, v in params.items()}
     config = spec.config(values)
     opts = trial_options(shared, ray_opts, out / "trials" / point_id(config), models)
-    study = open_study(config, opts, NAME, omit_fields=("omit",))
+    study = open_study(*open_run(spec.protocol, config, opts))
     omit = tuple(study.data.classes.index(c) for c in study.config.omit)
     x, y = study.data.x_train.to(study.device), study.data.y_train.to(study.device)
     transfer = study.rows[~torch.isin(y[study.rows], torch.tensor(omit, device=study.device))]
@@ -239,7 +255,7 @@ def reeval_spec(spec: TuneSpec, winner: dict[str, Any], n: int) -> SweepSpec:
         base={**spec.base, "seeds": n, "seed_list": [seed + 1 + i for i in range(n)]},
         grid={},
         explicit=[winner, {}],
-        metrics=(OBJECTIVES[spec.settings.objective], "kd_accuracy_after", "kd_omitted_before"),
+        metrics=(OBJECTIVES[spec.settings.objective].test, "kd_accuracy_after", "kd_omitted_before"),
     )
 
 
