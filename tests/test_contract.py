@@ -17,7 +17,7 @@ from kdlab.data import Dataset
 from kdlab.protocols.common import Lab, ModelJob, data_identity, derive_seed
 from kdlab.protocols.contract import Analysis, Measured, Metric, Protocol
 from kdlab.result import Rendering
-from kdlab.training.engine import TrainSpec, score
+from kdlab.training.engine import TrainSpec
 
 
 # --- the smallest protocol: a hard-label MLP per seed, its test accuracy --------------------
@@ -66,8 +66,7 @@ def measure(lab: Lab, s: TinySettings) -> TinyMeasured:
         for seed in range(s.seeds)
     ]
     students = lab.train(jobs, torch.arange(s.subset, device=lab.device)).models
-    scored = score(lab.logits(students), lab.y_test, lab.num_classes)
-    accuracy = [100 * float(a) for a in scored.accuracy]
+    accuracy = [100 * s.accuracy for s in lab.evaluate(students)]
     return TinyMeasured(s, {"Student": students}, accuracy)
 
 

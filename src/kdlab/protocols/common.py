@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from kdlab import KdlabError
 from kdlab.config import RunOptions
 from kdlab.data import Dataset, load_dataset
+from kdlab.evaluation import Calibration, Score, scores, shift
 from kdlab.io import LOCK, atomic_write_json, hold_folder, package_versions, release_folder
 from kdlab.models import StackedModule, from_states
 from kdlab.training.engine import EvalResult, TrainSpec, predict, steps_per_epoch, train_group
@@ -438,6 +439,37 @@ class Lab:
     def logits(self, models: list[TrainedModel], x: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [K, N, C] of `models` (one architecture) on `x` (default: the test images)."""
         return predict(stack(models, self.device, self.data.image_shape), self.x_test if x is None else x)
+
+    def evaluate(
+        self,
+        models: list[TrainedModel],
+        on: tuple[torch.Tensor, torch.Tensor] | None = None,
+        omit: tuple[int, ...] = (),
+        shifts: list[float] | None = None,
+    ) -> list[Score]:
+        """Each model scored on the labelled set `on` (default: the test set); with `omit`,
+        after adding its shift (default 0) to the logits of those classes."""
+        x, y = on if on is not None else (self.x_test, self.y_test)
+        return scores(self.logits(models, x), y, self.num_classes, omit, shifts)
+
+    def calibrate(
+        self,
+        models: list[TrainedModel],
+        omit: tuple[int, ...],
+        strategies: tuple[str, ...],
+        given: Calibration,
+    ) -> dict[str, list[float | None]]:
+        """Each strategy's shift of the classes `omit` for every model (None where prior
+        matching finds none)."""
+        test = self.logits(models)
+        val = None if given.val is None else self.logits(models, given.val[0])
+        return {
+            strategy: [
+                shift(strategy, omit, (test[k], self.y_test), None if val is None else val[k], given)
+                for k in range(len(models))
+            ]
+            for strategy in strategies
+        }
 
 
 def open_lab(opts: RunOptions, dataset: str) -> Lab:

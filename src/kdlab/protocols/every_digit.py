@@ -56,25 +56,23 @@ def measure(lab: Lab, config: EveryDigitConfig) -> EveryDigitMeasured:
         tag = f"No{names[digit]}"
         norm, kd = study.students((digit,), (f"Norm {tag}", f"KD {tag}"))
         models[f"Norm {tag}"], models[f"KD {tag}"] = norm, kd
-        test_logits = study.logits(norm + kd, study.x_test)
-        on_digit = study.y_test == digit
-        before = (test_logits[:, on_digit].argmax(-1) == digit).double().mean(1) * 100
-        overall = (test_logits.argmax(-1) == study.y_test).double().mean(1) * 100
+        scored = lab.evaluate(norm + kd)
+        before = [100 * s.per_class[digit] for s in scored]
+        overall = [100 * s.accuracy for s in scored]
         n = len(norm)
         rows.append(
             {
                 "class": names[digit],
                 "index": digit,
-                "test_images": int(on_digit.sum()),
-                "before": {"Norm": before[:n].tolist(), "KD": before[n:].tolist()},
-                "overall_before": {"Norm": overall[:n].tolist(), "KD": overall[n:].tolist()},
+                "test_images": int((lab.y_test == digit).sum()),
+                "before": {"Norm": before[:n], "KD": before[n:]},
+                "overall_before": {"Norm": overall[:n], "KD": overall[n:]},
                 "calibration": {"Norm": study.calibrate(norm, (digit,)), "KD": study.calibrate(kd, (digit,))},
                 "wall_time_s": norm[0].record["group_wall_time_s"],
                 "reused": norm[0].reused and kd[0].reused,
             }
         )
-    teacher_accuracy = 100 * float((study.teacher_test_logits.argmax(-1) == study.y_test).double().mean())
-    return EveryDigitMeasured(config, models, rows, teacher_accuracy)
+    return EveryDigitMeasured(config, models, rows, 100 * lab.evaluate([study.teacher])[0].accuracy)
 
 
 PROTOCOL = Protocol(

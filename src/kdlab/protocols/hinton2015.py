@@ -14,16 +14,11 @@ from dataclasses import dataclass
 import torch
 
 from kdlab import KdlabError
-from kdlab.calibration import (
-    accuracy_at,
-    best_shift,
-    label_share,
-    prediction_share_shift,
-    prior_matching_shift,
-)
+from kdlab.calibration import label_share
 from kdlab.config import RunOptions, check_fields, option, same_as
 from kdlab.data import Dataset
-from kdlab.protocols.common import Lab, ModelJob, Stage, data_identity, derive_seed, taught_by
+from kdlab.evaluation import Calibration
+from kdlab.protocols.common import Lab, ModelJob, Stage, TrainedModel, data_identity, derive_seed, taught_by
 from kdlab.protocols.contract import Measured, Protocol
 from kdlab.protocols.study import StudyConfig, require_every_class
 from kdlab.reporting import hinton2015 as reporting
@@ -40,6 +35,12 @@ PAPER_SHIFT_78 = -7.6  # added to the biases of classes 7 and 8
 # reproduction (kdlab run mythical-digit's default), whose loss left the T^2 factor out
 ABLATION_ALPHA = 0.9
 NOT_FOUND = "not found"  # a calibration row whose shift could not be chosen
+# the label-free and oracle shifts of the table, by the calibration strategy that chooses them
+STRATEGY_OF = {
+    "best on test": "oracle-test",
+    "prior matching": "prior-matching",
+    "prediction share": "prediction-share",
+}
 
 # Epochs and training images of each budget; everything else is the same in both.
 BUDGETS = {
@@ -231,46 +232,31 @@ def measure(lab: Lab, config: Hinton2015Config) -> Hinton2015Measured:
     _report_stage("sweep", stages["sweep"], opts)
 
     # Test errors, and the bias shifts
-    test_logits = lab.logits
-    teacher_test = teacher.test_logits
     trained = {m.name: m for name in planned for m in stages[name].models}
-    logits = dict(zip(trained, test_logits(list(trained.values()))))
-    n_test = len(y_test)
     others = tuple(c for c in range(num_classes) if c not in KEPT)
 
-    def errors_at(name: str, moved: tuple[int, ...], shift: float) -> tuple[int, int]:
-        """Test errors (all, on the classes `moved`) after adding `shift` to their biases."""
-        overall, on_moved = accuracy_at(logits[name], y_test, moved, torch.tensor([float(shift)]))
-        n_moved = int(torch.isin(y_test, torch.tensor(moved, device=lab.device)).sum())
-        return round(n_test * (1 - float(overall[0]))), round(n_moved * (1 - float(on_moved[0])))
+    def of(base: str) -> list[TrainedModel]:
+        return [trained[named(base, s)] for s in seeds]
 
     def per_seed(base: str, moved: tuple[int, ...] = (OMITTED,), shifts: list | None = None) -> list:
         """Each seed's (all, on `moved`) test errors, after its own shift when one is given."""
-        return [errors_at(named(base, s), moved, shifts[k] if shifts else 0.0) for k, s in enumerate(seeds)]
+        return [(s.errors, s.omitted_errors) for s in lab.evaluate(of(base), omit=moved, shifts=shifts)]
 
     # the label-free shifts read no test label: only the test images and the training labels
 
     def shifts_for(base: str, moved: tuple[int, ...], sign: float) -> dict[str, list[float | None]]:
         """Each strategy's shift of each seed's student; `sign` -1 lowers the kept classes by
         raising the others (softmax ignores a common shift)."""
-        found, share = {}, label_share(on, moved)
-        for s in seeds:
-            z = logits[named(base, s)]
-            choices = {
-                "best on test": best_shift(z, y_test, moved),
-                "prior matching": prior_matching_or_none(z, teacher_test, moved),
-                "prediction share": prediction_share_shift(z, moved, share),
-            }
-            for how, value in choices.items():
-                found.setdefault(how, []).append(None if value is None else sign * value)
-        return found
+        given = Calibration(teacher.test_logits, label_share(on, moved))
+        found = lab.calibrate(of(base), moved, tuple(STRATEGY_OF.values()), given)
+        return {how: [None if v is None else sign * v for v in found[s]] for how, s in STRATEGY_OF.items()}
 
     shifts_3 = {"paper": [PAPER_SHIFT_3] * len(seeds), **shifts_for("KD No3", (OMITTED,), 1.0)}
     shifts_78 = {"paper": [PAPER_SHIFT_78] * len(seeds), **shifts_for("KD 7,8 only", others, -1.0)}
     sweep_errors = []
     for width in config.sweep_widths:  # one stack per width
         models = [m for m, (w, _) in zip(stages["sweep"].models, sweep_index) if w == width]
-        sweep_errors += (test_logits(models).argmax(-1) != y_test).sum(1).tolist()
+        sweep_errors += [score.errors for score in lab.evaluate(models)]
     sweep = _sweep_table(sweep_index, sweep_errors)
 
     seconds = {name: stage.training_seconds for name, stage in stages.items()}
@@ -279,11 +265,13 @@ def measure(lab: Lab, config: Hinton2015Config) -> Hinton2015Measured:
     def row(experiment: str, paper, values: list, unit: str, stage: str) -> dict:
         return _row(experiment, paper, values, unit, stage, seconds[stage], reused[stage])
 
+    n_test = len(y_test)
+
     def percent(errors: list) -> list[float]:
         return [100 * e / n_test for e in errors]
 
     t3 = int((y_test == OMITTED).sum())
-    teacher_errors = int((teacher_test.argmax(-1) != y_test).sum())
+    teacher_errors = lab.evaluate([teacher.model])[0].errors
     no3 = per_seed("KD No3", (OMITTED,))
     rows_out = [
         row(
@@ -393,21 +381,6 @@ def make_spec(
         jitter=regularisers.pop("jitter", config.jitter if config.jitter_transfer and alpha > 0 else 0),
         **regularisers,
     )
-
-
-def prior_matching_or_none(
-    student: torch.Tensor, teacher: torch.Tensor, omit: tuple[int, ...]
-) -> float | None:
-    """The prior-matching shift, or None where none in [-100, 100] matches: found only after
-    every model has trained, so the row reports it rather than the run failing."""
-    try:
-        return prior_matching_shift(student, teacher, omit)
-    except KdlabError:
-        return None
-
-
-def _negated(shift: float | None) -> float | None:
-    return None if shift is None else -shift
 
 
 def _row(experiment, paper, values: list, unit: str, stage: str, seconds: float, reused: bool) -> dict:

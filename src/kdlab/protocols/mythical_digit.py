@@ -15,9 +15,10 @@ import torch
 
 from kdlab import KdlabError
 from kdlab.config import option
+from kdlab.evaluation import Score
 from kdlab.protocols.common import Lab
 from kdlab.protocols.contract import Measured, Metric, Protocol
-from kdlab.protocols.study import StudyConfig, evaluation, open_study, shift_output_bias
+from kdlab.protocols.study import StudyConfig, open_study, shift_output_bias
 from kdlab.reporting import mythical_digit as reporting
 
 _PCT = "%"
@@ -105,7 +106,7 @@ class MythicalDigitMeasured(Measured):
     columns: Columns
     classes: tuple[str, ...]
     omit: tuple[int, ...]
-    evaluations: dict[str, list[dict]]  # per column, one test evaluation per seed
+    evaluations: dict[str, list[Score]]  # per column, one test score per seed
     calibration: dict[str, dict]  # per No-omit column, every strategy's shifts and accuracies
     bias_curves: dict[str, dict]
     test_counts: list[int]
@@ -134,12 +135,9 @@ def measure(lab: Lab, config: MythicalDigitConfig) -> MythicalDigitMeasured:
             replace(m, state=shift_output_bias(m.state, omit, s)) for m, s in zip(trained[src], shifts)
         ]
 
-    evaluations = {
-        cols.teacher: evaluation(study.logits([study.teacher], study.x_test), study.y_test, len(classes))
-    }
+    evaluations = {cols.teacher: lab.evaluate([study.teacher])}
     rest = cols.all[1:]
-    students = [m for c in rest for m in trained[c]]
-    scored = evaluation(study.logits(students, study.x_test), study.y_test, len(classes))
+    scored = lab.evaluate([m for c in rest for m in trained[c]])
     for c in rest:
         evaluations[c], scored = scored[: len(trained[c])], scored[len(trained[c]) :]
     grid = torch.linspace(-2.0, 12.0, 141)

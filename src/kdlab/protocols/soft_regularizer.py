@@ -23,7 +23,7 @@ from kdlab.protocols.common import Lab, ModelJob, TrainedModel, derive_seed, tau
 from kdlab.protocols.contract import Measured, Metric, Protocol
 from kdlab.protocols.study import Study, StudyConfig, make_spec, open_study
 from kdlab.reporting import soft_regularizer as reporting
-from kdlab.training.engine import score, steps_per_epoch
+from kdlab.training.engine import steps_per_epoch
 
 METHODS = ("hard", "early", "soft", "soft_early")  # soft_early: soft targets, early stopping
 _STUDENTS = {
@@ -182,9 +182,10 @@ def measure_fraction(study: Study, models: list[TrainedModel]) -> dict:
     """Per method, one value per seed: test accuracy (%), errors, the epoch read, and the
     validation accuracy and loss at that epoch."""
     n = len(models) // 2
-    test = {"final": score(study.lab.logits(models), study.y_test, study.num_classes)}
-    bests = [replace(m, state=m.best) for m in models]
-    test["best"] = score(study.lab.logits(bests), study.y_test, study.num_classes)
+    test = {
+        "final": study.lab.evaluate(models),
+        "best": study.lab.evaluate([replace(m, state=m.best) for m in models]),
+    }
     out = {}
     for method, half, when in (
         ("hard", 0, "final"),
@@ -199,8 +200,8 @@ def measure_fraction(study: Study, models: list[TrainedModel]) -> dict:
         ]
         at = [models[k].record["history"][e - 1] for k, e in zip(ks, epochs)]
         out[method] = {
-            "accuracy": [100 * float(test[when].accuracy[k]) for k in ks],
-            "errors": [int(test[when].errors[k]) for k in ks],
+            "accuracy": [100 * test[when][k].accuracy for k in ks],
+            "errors": [test[when][k].errors for k in ks],
             "epoch": epochs,
             "val_accuracy": [100 * h["val_acc"] for h in at],
             "val_loss": [h["val_loss"] for h in at],
@@ -251,10 +252,10 @@ def measure(lab: Lab, config: SoftRegularizerConfig) -> SoftRegularizerMeasured:
                 "reused": all(m.reused for m in models),
             }
         )
-    teacher_test = score(study.teacher_test_logits[None], study.y_test, study.num_classes)
+    teacher_test = lab.evaluate([study.teacher])[0]
     teacher = {
-        "accuracy": 100 * float(teacher_test.accuracy[0]),
-        "errors": int(teacher_test.errors[0]),
+        "accuracy": 100 * teacher_test.accuracy,
+        "errors": teacher_test.errors,
         "reused": study.teacher.reused,
         "wall_time_s": study.teacher.record["group_wall_time_s"],
     }

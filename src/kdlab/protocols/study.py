@@ -3,16 +3,16 @@ the teacher, training students per transfer set, and calibrating their omitted c
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
 
 from kdlab import KdlabError
-from kdlab.calibration import STRATEGIES, accuracy_at, choose_shift, label_share
+from kdlab.calibration import STRATEGIES, accuracy_at, label_share
 from kdlab.config import check_fields, cli_name, option
 from kdlab.data import Dataset
+from kdlab.evaluation import Calibration
 from kdlab.models import FAMILIES
 from kdlab.models.cnn import CIFAR10_STUDENT, CIFAR10_TEACHER
 from kdlab.protocols.common import (
@@ -25,7 +25,7 @@ from kdlab.protocols.common import (
     taught_by,
 )
 from kdlab.reporting.findings import class_phrase
-from kdlab.training.engine import TrainSpec, score
+from kdlab.training.engine import TrainSpec
 
 # (teacher, student) widths of each family: the paper's MLPs, and the CNNs sized for CIFAR-10
 DEFAULT_WIDTHS = {
@@ -184,21 +184,6 @@ def shift_output_bias(state: dict[str, torch.Tensor], classes: tuple[int, ...], 
     return shifted
 
 
-def evaluation(logits: torch.Tensor, y: torch.Tensor, num_classes: int) -> list[dict]:
-    """JSON-ready test metrics of each model in logits [K, N, C]; a class with no test image
-    has accuracy None (no data), not 0."""
-    scored = score(logits, y, num_classes)
-    return [
-        {
-            "per_class": [None if math.isnan(v) else v for v in scored.per_class[k].tolist()],
-            "accuracy": float(scored.accuracy[k]),
-            "errors": int(scored.errors[k]),
-            "loss": float(scored.loss[k]),
-        }
-        for k in range(len(logits))
-    ]
-
-
 def make_spec(
     config: StudyConfig, data: Dataset, hidden: tuple[int, ...], alpha: float, role: str, seed: int
 ) -> TrainSpec:
@@ -310,28 +295,19 @@ class Study:
 
     def calibrate(self, models: list[TrainedModel], omit: tuple[int, ...]) -> dict[str, dict]:
         """Every requested strategy's shift per model (seed), and the accuracies it gives."""
-        test_logits = self.logits(models, self.x_test)
-        val_logits = self.logits(models, self.val[0]) if self.val is not None else None
-        train_share = label_share(self.lab.y[self.rows], omit)
+        given = Calibration(
+            self.teacher_test_logits, label_share(self.lab.y[self.rows], omit), self.val, self.config.bias
+        )
         result = {}
-        for strategy in self.config.calibration:
-            shifts, overall, omitted = [], [], []
-            for k in range(len(models)):
-                val = (val_logits[k], self.val[1]) if val_logits is not None else None
-                shift = choose_shift(
-                    strategy,
-                    omit,
-                    self.config.bias,
-                    (test_logits[k], self.y_test),
-                    val,
-                    self.teacher_test_logits,
-                    train_share,
-                )
-                acc, acc_omitted = accuracy_at(test_logits[k], self.y_test, omit, torch.tensor([shift]))
-                shifts.append(shift)
-                overall.append(100 * float(acc[0]))
-                omitted.append(100 * float(acc_omitted[0]))
-            result[strategy] = {"shift": shifts, "overall": overall, "omitted": omitted}
+        for strategy, shifts in self.lab.calibrate(models, omit, self.config.calibration, given).items():
+            if None in shifts:
+                raise KdlabError("prior matching found no shift in [-100, 100]")
+            scored = self.lab.evaluate(models, omit=omit, shifts=shifts)
+            result[strategy] = {
+                "shift": shifts,
+                "overall": [100 * s.accuracy for s in scored],
+                "omitted": [100 * s.omitted for s in scored],
+            }
         return result
 
     def bias_curves(self, models: list[TrainedModel], omit: tuple[int, ...], shifts: torch.Tensor) -> dict:

@@ -90,20 +90,20 @@ def analyse(measured: MythicalDigitMeasured) -> dict:
     n_omit = sum(test_counts[c] for c in omit)
     omit_label = class_phrase([classes[c] for c in omit])
     per_seed = per_seed_table(
-        columns, len(classes), {c: [e["per_class"] for e in evaluations[c]] for c in columns}
+        columns, len(classes), {c: [e.per_class for e in evaluations[c]] for c in columns}
     )
     means, ci95 = summarise(per_seed)
     metric = {
-        "overall": {c: [100 * e["accuracy"] for e in evaluations[c]] for c in columns},
+        "overall": {c: [100 * e.accuracy for e in evaluations[c]] for c in columns},
         # accuracy on the omitted classes: pooled over their test images, as everywhere in kdlab
         "omitted": {
             c: [
-                100 * sum(e["per_class"][k] * test_counts[k] for k in omit if test_counts[k]) / n_omit
+                100 * sum(e.per_class[k] * test_counts[k] for k in omit if test_counts[k]) / n_omit
                 for e in evaluations[c]
             ]
             for c in columns
         },
-        "errors": {c: [e["errors"] for e in evaluations[c]] for c in columns},
+        "errors": {c: [e.errors for e in evaluations[c]] for c in columns},
     }
     overall = {
         c: {
@@ -133,7 +133,7 @@ def analyse(measured: MythicalDigitMeasured) -> dict:
         mean, hw = mean_ci(metric[key][col])
         return cell(mean, hw, 1 if key == "omitted" else 2) + "%"
 
-    teacher_errors = evaluations[cols.teacher][0]["errors"]
+    teacher_errors = evaluations[cols.teacher][0].errors
     first = config.calibration[0]
     if first == "fixed":
         how = f"{config.bias:+g} (fixed)"

@@ -37,6 +37,8 @@ import torch
 
 from kdlab import KdlabError, protocols
 from kdlab.config import check_fields, option, to_dict
+from kdlab.evaluation import Calibration, scores
+from kdlab.evaluation import shift as choose
 from kdlab.io import atomic_write_json, atomic_write_text, holding_claims
 from kdlab.protocols.contract import Metric, open_run
 from kdlab.protocols.study import open_study
@@ -192,17 +194,18 @@ def search_space(space: dict) -> tuple[dict, dict[str, dict[str, Any]]]:
     return dists, labels
 
 
-def validation_metrics(logits: torch.Tensor, y: torch.Tensor, omit: tuple[int, ...]) -> dict[str, float]:
-    """Before and after the validation calibration (the shift best on this split), in %."""
-    from kdlab.calibration import accuracy_at, best_shift
-
-    shift = best_shift(logits, y, omit)
-    overall, omitted = accuracy_at(logits, y, omit, torch.tensor([0.0, shift], device=logits.device))
+def validation_metrics(
+    logits: torch.Tensor, y: torch.Tensor, omit: tuple[int, ...], given: Calibration
+) -> dict:
+    """One model's logits [1, N, C] on the validation split (labels `y`) before and after the
+    validation calibration (the shift best on this split), in %."""
+    shift = choose("validation", omit, (logits[0], y), logits[0], given)
+    before, after = (scores(logits, y, logits.shape[-1], omit, [s])[0] for s in (0.0, shift))
     return {
-        "val_accuracy_before": 100 * float(overall[0]),
-        "val_omitted_before": 100 * float(omitted[0]),
-        "val_accuracy_after": 100 * float(overall[1]),
-        "val_omitted_after": 100 * float(omitted[1]),
+        "val_accuracy_before": 100 * before.accuracy,
+        "val_omitted_before": 100 * before.omitted,
+        "val_accuracy_after": 100 * after.accuracy,
+        "val_omitted_after": 100 * after.omitted,
         "val_shift": shift,
     }
 
@@ -228,8 +231,10 @@ def trial(
     student = study.spec(study.config.student_hidden, study.config.alpha, "student", config.seed)
     x_val, y_val = study.val
 
+    given = Calibration(study.teacher_test_logits, 0.0, study.val)
+
     def report(epoch: int, model, _val) -> None:
-        tune.report({"epoch": epoch, **validation_metrics(predict(model, x_val)[0], y_val, omit)})
+        tune.report({"epoch": epoch, **validation_metrics(predict(model, x_val), y_val, omit, given)})
 
     train_group(
         [student],
