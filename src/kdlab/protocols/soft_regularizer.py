@@ -23,7 +23,7 @@ from kdlab.protocols.common import Lab, ModelJob, TrainedModel, derive_seed, tau
 from kdlab.protocols.contract import Measured, Metric, Protocol
 from kdlab.protocols.study import Study, StudyConfig, make_spec, open_study
 from kdlab.reporting import soft_regularizer as reporting
-from kdlab.training.engine import steps_per_epoch
+from kdlab.training.engine import Monitor, steps_per_epoch
 
 METHODS = ("hard", "early", "soft", "soft_early")  # soft_early: soft targets, early stopping
 _STUDENTS = {
@@ -175,7 +175,8 @@ def train_fraction(
             jobs.append(
                 ModelJob(name, spec, taught_by(identity, study.teacher) if alpha > 0 else identity, s)
             )
-    return study.lab.train(jobs, torch.cat([samples, samples]), val, study.tutor, keep_best=True).models
+    monitor = Monitor(*val, "validation split")
+    return study.lab.train(jobs, torch.cat([samples, samples]), monitor, study.tutor, keep_best=True).models
 
 
 def measure_fraction(study: Study, models: list[TrainedModel]) -> dict:

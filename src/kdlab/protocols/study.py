@@ -25,7 +25,7 @@ from kdlab.protocols.common import (
     taught_by,
 )
 from kdlab.reporting.findings import class_phrase
-from kdlab.training.engine import TrainSpec
+from kdlab.training.engine import Monitor, TrainSpec
 
 # (teacher, student) widths of each family: the paper's MLPs, and the CNNs sized for CIFAR-10
 DEFAULT_WIDTHS = {
@@ -264,22 +264,25 @@ class Study:
     def spec(self, hidden: tuple[int, ...], alpha: float, role: str, seed: int) -> TrainSpec:
         return make_spec(self.config, self.data, hidden, alpha, role, seed)
 
-    def monitor(self, left_out: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, str]:
+    def monitor(self, left_out: tuple[int, ...]) -> Monitor:
         """Validation images for the curves: the classes a student sees."""
         x_mon, y_mon = self.val if self.val is not None else (self.x_test, self.y_test)
         if not left_out:
-            return x_mon, y_mon, self.monitor_name
+            return Monitor(x_mon, y_mon, self.monitor_name)
         keep = ~torch.isin(y_mon, torch.tensor(left_out, device=y_mon.device))
         names = class_phrase([self.data.classes[c] for c in left_out])
-        return x_mon[keep], y_mon[keep], f"{self.monitor_name} without {names}"
+        return Monitor(x_mon[keep], y_mon[keep], f"{self.monitor_name} without {names}")
+
+    def transfer(self, left_out: tuple[int, ...]) -> torch.Tensor:
+        """The training rows without any image of the classes `left_out`."""
+        y = self.lab.y
+        return self.rows[~torch.isin(y[self.rows], torch.tensor(left_out, device=self.device))]
 
     def students(self, left_out: tuple[int, ...], names: tuple[str, str]) -> tuple[list, list]:
         """Norm and KD students of every seed on the training rows without `left_out`, trained
         as one group; seed s of Norm and of KD share initialisation, data order and dropout."""
-        y = self.lab.y
-        transfer = self.rows[~torch.isin(y[self.rows], torch.tensor(left_out, device=self.device))]
-        x_mon, y_mon, monitor_name = self.monitor(left_out)
-        identity = {"rows": self.rows_id, "transfer_omit": list(left_out), "monitor": monitor_name}
+        monitor = self.monitor(left_out)
+        identity = {"rows": self.rows_id, "transfer_omit": list(left_out), "monitor": monitor.name}
         seeds = self.config.student_seeds()
         hidden, alpha = self.config.student_hidden, self.config.alpha
         jobs = [ModelJob(names[0], self.spec(hidden, 0.0, "student", s), identity, s) for s in seeds]
@@ -287,7 +290,7 @@ class Study:
             ModelJob(names[1], self.spec(hidden, alpha, "student", s), taught_by(identity, self.teacher), s)
             for s in seeds
         ]
-        models = self.lab.train(jobs, transfer, (x_mon, y_mon), self.tutor).models
+        models = self.lab.train(jobs, self.transfer(left_out), monitor, self.tutor).models
         return models[: len(seeds)], models[len(seeds) :]
 
     def logits(self, models: list[TrainedModel], x: torch.Tensor) -> torch.Tensor:
@@ -349,7 +352,8 @@ def open_study(lab: Lab, config: StudyConfig) -> Study:
     val = None if val_rows is None else (lab.x[val_rows.to(lab.device)], lab.y[val_rows.to(lab.device)])
     job = teacher_job(teaching, lab.data, lab.device)
     monitor_name = job.identity["monitor"]
-    return Study(config, lab, rows, val, monitor_name, job.identity["rows"], lab.teacher(job, rows, val))
+    tutor = lab.teacher(job, rows, None if val is None else Monitor(*val))
+    return Study(config, lab, rows, val, monitor_name, job.identity["rows"], tutor)
 
 
 def teacher_job(config: StudyConfig, data: Dataset, device: torch.device) -> ModelJob:

@@ -218,16 +218,13 @@ def trial(
     after every epoch (ASHA may stop it there)."""
     from ray import tune
 
-    from kdlab.training.engine import predict, train_group
+    from kdlab.training.engine import predict
 
     values = {k: labels[k][v] if k in labels else v for k, v in params.items()}
     config = spec.config(values)
     opts = trial_options(shared, ray_opts, out / "trials" / point_id(config), models)
     study = open_study(*open_run(spec.protocol, config, opts))
     omit = tuple(study.data.classes.index(c) for c in study.config.omit)
-    x, y = study.data.x_train.to(study.device), study.data.y_train.to(study.device)
-    transfer = study.rows[~torch.isin(y[study.rows], torch.tensor(omit, device=study.device))]
-    x_mon, y_mon, _ = study.monitor(omit)
     student = study.spec(study.config.student_hidden, study.config.alpha, "student", config.seed)
     x_val, y_val = study.val
 
@@ -236,18 +233,7 @@ def trial(
     def report(epoch: int, model, _val) -> None:
         tune.report({"epoch": epoch, **validation_metrics(predict(model, x_val), y_val, omit, given)})
 
-    train_group(
-        [student],
-        x,
-        y,
-        transfer,
-        study.teacher_logits,
-        x_mon,
-        y_mon,
-        study.num_classes,
-        image_shape=study.data.image_shape,
-        on_epoch=report,
-    )
+    study.lab.fit([student], study.transfer(omit), study.monitor(omit), study.tutor, on_epoch=report)
 
 
 def reeval_spec(spec: TuneSpec, winner: dict[str, Any], n: int) -> SweepSpec:
