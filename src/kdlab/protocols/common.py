@@ -128,6 +128,24 @@ def derive_seed(seed: int, role: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{role}".encode()).digest()[:8], "big") >> 1
 
 
+def train_spec(data: Dataset, hidden: tuple[int, ...], role: str, seed: int, **fields) -> TrainSpec:
+    """One model's training settings: its layer sizes on the data, and its initialisation and
+    data order from `role` and `seed`. Without a soft-target term, temperature and T^2 do not
+    matter: they are fixed, so that such a model's key (and the stored model) is shared by
+    every distillation setting."""
+    distils = fields["alpha"] > 0
+    return TrainSpec(
+        sizes=(data.num_features, *hidden, len(data.classes)),
+        init_seed=derive_seed(seed, f"{role}-init"),
+        stream_seed=derive_seed(seed, f"{role}-stream"),
+        **{
+            **fields,
+            "temperature": fields["temperature"] if distils else 1.0,
+            "t2": fields["t2"] and distils,
+        },
+    )
+
+
 @dataclass
 class ModelJob:
     """A model a protocol needs: its name, how to train it, and what determines its weights."""

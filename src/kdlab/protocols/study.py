@@ -23,6 +23,7 @@ from kdlab.protocols.common import (
     data_identity,
     derive_seed,
     taught_by,
+    train_spec,
 )
 from kdlab.reporting.findings import class_phrase
 from kdlab.training.engine import Monitor, TrainSpec
@@ -187,12 +188,13 @@ def shift_output_bias(state: dict[str, torch.Tensor], classes: tuple[int, ...], 
 def make_spec(
     config: StudyConfig, data: Dataset, hidden: tuple[int, ...], alpha: float, role: str, seed: int
 ) -> TrainSpec:
-    """One model's training settings; `role` and `seed` pick its initialisation and data order.
-    Without a soft-target term, temperature and T^2 do not matter: they are fixed, so that such
-    a model's key (and the stored model) is shared by every distillation setting."""
-    distils = alpha > 0
-    return TrainSpec(
-        sizes=(data.num_features, *hidden, len(data.classes)),
+    """One model's training settings in a study; `role` and `seed` pick its initialisation
+    and data order (see `train_spec`)."""
+    return train_spec(
+        data,
+        hidden,
+        role,
+        seed,
         arch=config.arch,
         dropout=config.dropout
         if role == "teacher" or config.student_dropout is None
@@ -201,10 +203,8 @@ def make_spec(
         batch_size=config.batch_size,
         lr=config.lr,
         alpha=alpha,
-        temperature=config.temperature if distils else 1.0,
-        t2=config.t2 and distils,
-        init_seed=derive_seed(seed, f"{role}-init"),
-        stream_seed=derive_seed(seed, f"{role}-stream"),
+        temperature=config.temperature,
+        t2=config.t2,
     )
 
 

@@ -11,6 +11,7 @@ from kdlab.reporting.table import markdown
 from kdlab.result import Rendering
 
 if TYPE_CHECKING:
+    from kdlab.protocols.common import Stage
     from kdlab.protocols.contract import Analysis
     from kdlab.protocols.hinton2015 import Hinton2015Measured
 
@@ -78,21 +79,54 @@ def findings(rows: list[dict]) -> list[str]:
     return lines
 
 
+def table_row(measured: tuple, stage: Stage) -> dict:
+    """One line of the side-by-side table: the mean over the student seeds' values (one value:
+    itself) with their min and max; its stage names the training it needed, whose recorded
+    training time is the row's time."""
+    experiment, paper, values, unit, name = measured
+    numeric = all(isinstance(v, (int, float)) for v in values)
+    kdlab = (values[0] if len(values) == 1 else sum(values) / len(values)) if numeric else values[0]
+    return {
+        "experiment": experiment,
+        "paper": paper,
+        "kdlab": kdlab,
+        "difference": kdlab - paper if numeric and isinstance(paper, (int, float)) else None,
+        "per_seed": values,
+        "min": min(values) if numeric else None,
+        "max": max(values) if numeric else None,
+        "unit": unit,
+        "stage": name,
+        "stage_seconds": stage.training_seconds,
+        "reused": stage.reused,
+    }
+
+
 def analyse(measured: Hinton2015Measured) -> dict:
     """The rows, the T-sweep, the shifts and the stages as data, with their findings."""
+    rows = [table_row(row, measured.stages[row[4]]) for row in measured.rows]
+    stages = {
+        name: {
+            "seconds": s.seconds,
+            "cpu_seconds": s.cpu_seconds,
+            "training_seconds": s.training_seconds,
+            "reused": s.reused,
+        }
+        for name, s in measured.stages.items()
+    }
     return {
         "config": to_dict(measured.settings),
-        "rows": measured.rows,
+        "rows": rows,
         "sweep": measured.sweep,
         "shifts": measured.shifts,
-        "stages": measured.stages,
-        "findings": findings(measured.rows),
+        "stages": stages,
+        "findings": findings(rows),
     }
 
 
 def render(analysis: Analysis) -> Rendering:
     """The table, report and figures of the analysed rows (nothing is written here)."""
-    result, config, histories = analysis.data, analysis.measured.settings, analysis.measured.histories
+    result, config, models = analysis.data, analysis.measured.settings, analysis.measured.models
+    histories = {m.name: m.record["history"] for group in models.values() for m in group}
     rows, sweep, shifts, stages = result["rows"], result["sweep"], result["shifts"], result["stages"]
     wall_time_s, seeds = result["wall_time_s"], config.student_seeds()
     curves = {name: [histories[name]] for name in CURVES if name in histories}
