@@ -168,6 +168,11 @@ STEPS = (
 )
 
 
+def student_name(base: str, seed: int, first: int) -> str:
+    """The first seed's students keep the plain name (a run with more seeds reuses them)."""
+    return base if seed == first else f"{base} seed {seed}"
+
+
 @dataclass
 class Tested:
     """The trained students' test errors, as the rows read them."""
@@ -180,7 +185,7 @@ class Tested:
     shifts: dict[str, dict[str, list[float | None]]]  # per moved set ("3", "7,8"), per strategy
 
     def named(self, base: str, seed: int) -> str:
-        return base if seed == self.first_seed else f"{base} seed {seed}"
+        return student_name(base, seed, self.first_seed)
 
     def errors(self, base: str, moved: tuple[int, ...] = (OMITTED,), shifts: list | None = None) -> list:
         """Each seed's (all, on `moved`) test errors, after its own shift when one is given."""
@@ -289,7 +294,7 @@ class Hinton2015Measured(Measured):
 def measure(lab: Lab, config: Hinton2015Config) -> Hinton2015Measured:
     """Train (or reuse) the teacher, the declared stages and the T-sweep; measure every row."""
     rows = torch.arange(config.resolved("subset") or len(lab.x), device=lab.device)
-    recipe = Recipe(config, lab, rows)
+    recipe = Recipe(config, lab)
     teacher = lab.teacher(recipe.teacher(), rows)
     stages = {"teacher": teacher.stage}
     _report_stage("teacher", stages["teacher"], lab.opts)
@@ -362,7 +367,6 @@ class Recipe:
 
     config: Hinton2015Config
     lab: Lab
-    rows: torch.Tensor
 
     def spec(self, hidden: tuple[int, ...], role: str, seed: int, **fields) -> TrainSpec:
         """One model's training settings: the students' optimiser and no regulariser unless
@@ -417,7 +421,7 @@ class Recipe:
         loss = {} if group.t2 is None else {"t2": group.t2}
         return [
             self.job(
-                group.base if s == c.seed else f"{group.base} seed {s}",
+                student_name(group.base, s, c.seed),
                 self.spec(
                     c.student_hidden,
                     "student",
