@@ -20,10 +20,13 @@ import torch
 import torch.nn.functional as F
 
 from kdlab.models import StackedCNN
-from kdlab.models.cnn import CIFAR10_STUDENT, CIFAR10_TEACHER, KERNEL
+from kdlab.models.cnn import KERNEL
+from kdlab.settings.study import DEFAULT_WIDTHS
 from kdlab.training.optim import StackedAdam
 
 EPOCH = 50_000
+TEACHER, STUDENT = DEFAULT_WIDTHS["cnn"]
+IMAGE, CLASSES = 3 * 32 * 32, 10  # CIFAR-10
 
 
 class LoopContiguous(StackedCNN):
@@ -102,12 +105,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per case and implementation")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument(
-        "--teacher", type=_widths, default=CIFAR10_TEACHER[1:-1], help="widths, e.g. 64,128,256"
-    )
-    parser.add_argument(
-        "--student", type=_widths, default=CIFAR10_STUDENT[1:-1], help="widths, e.g. 16,32,64"
-    )
+    parser.add_argument("--teacher", type=_widths, default=TEACHER, help="widths, e.g. 64,128,256")
+    parser.add_argument("--student", type=_widths, default=STUDENT, help="widths, e.g. 16,32,64")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -116,7 +115,7 @@ def main() -> None:
     print("| model | sizes | params | K | implementation | images/s per model | images/s, all | s/epoch |")
     print("|---|---|---:|---:|---|---:|---:|---:|")
     for name, widths in (("student", args.student), ("teacher", args.teacher)):
-        sizes = (CIFAR10_TEACHER[0], *widths, CIFAR10_TEACHER[-1])
+        sizes = (IMAGE, *widths, CLASSES)
         params = StackedCNN(sizes, 1).num_params_per_model()
         for k in (1, 4):
             steps = {v: training_step(VARIANTS[v], sizes, k, args.batch_size) for v in args.variants}

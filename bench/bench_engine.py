@@ -19,7 +19,7 @@ import torch
 from machine import matmul_gflops, training_flops_per_sample
 
 from kdlab.config import RunOptions
-from kdlab.data import load_dataset
+from kdlab.data.datasets import load_dataset
 from kdlab.protocols.common import setup_torch
 from kdlab.training.engine import TrainSpec, predict, score, train_group
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdlab.data.datasets import SPLIT_FILES
+from kdlab.data.base import SPLIT_FILES
 
 STEMS = tuple(SPLIT_FILES.values())
 TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = STEMS

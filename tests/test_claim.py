@@ -15,8 +15,7 @@ import pytest
 
 from kdlab import KdlabError
 from kdlab.cli import main
-from kdlab.io import LOCK, holding_claims
-from kdlab.protocols.common import prepare_out
+from kdlab.io import LOCK, holding_claims, prepare_out
 
 SETTINGS = {"dataset": "mnist", "epochs": 1, "device": "cpu"}
 # a second process: claims the folder, says so, then holds it until its stdin closes, or is
@@ -24,7 +23,7 @@ SETTINGS = {"dataset": "mnist", "epochs": 1, "device": "cpu"}
 CLAIMER = """
 import os, signal, sys
 from pathlib import Path
-from kdlab.protocols.common import prepare_out
+from kdlab.io import prepare_out
 prepare_out(Path(sys.argv[1]), "mythical-digit", {"dataset": "mnist", "epochs": 1, "device": "cpu"})
 print("claimed", flush=True)
 if sys.argv[2] == "crash":

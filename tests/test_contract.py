@@ -13,7 +13,7 @@ import torch
 from kdlab import KdlabError, protocols
 from kdlab.cli import main
 from kdlab.config import check_fields, option
-from kdlab.data import Dataset
+from kdlab.data.base import Dataset
 from kdlab.protocols.common import Lab, ModelJob, data_identity, derive_seed
 from kdlab.protocols.contract import Analysis, Measured, Metric, Protocol
 from kdlab.result import Rendering
@@ -148,10 +148,13 @@ def test_a_protocol_without_metrics_may_not_fill_any():
 
 
 def test_every_registered_protocol_keeps_the_contract():
-    """Each one is declared once, in its module, with typed metrics of distinct names."""
+    """Each one is declared once, in its module, with typed metrics of distinct names; a line
+    naming its torch-free declaration gives the command line what that PROTOCOL declares."""
     for name in protocols.names():
-        p = protocols.get(name)
+        entry = protocols.get(name)
+        p = entry.protocol if isinstance(entry, protocols.Lazy) else entry
         assert isinstance(p, Protocol) and p.name == name
+        assert (entry.help, entry.settings, entry.metrics) == (p.help, p.settings, p.metrics)
         assert all(isinstance(m, Metric) for m in p.metrics)
-        assert len(set(p.metric_names)) == len(p.metrics)
+        assert len(set(p.metric_names)) == len(p.metrics) and entry.metric_names == p.metric_names
         assert callable(p.settings.resolve)

@@ -26,8 +26,8 @@ from helpers import (
 )
 
 from kdlab import KdlabError
-from kdlab.data import DATASETS, load_dataset
-from kdlab.data.datasets import MNIST, DatasetSpec, cache_dir
+from kdlab.data.base import DatasetSpec
+from kdlab.data.datasets import DATASETS, MNIST, cache_dir, load_dataset
 
 # ---------------------------------------------------------------------------------------------
 # Helpers: synthetic IDX files and a data-set spec that matches them

@@ -1,5 +1,6 @@
 """The batched engine: a group of K models equals K separate runs; the optimiser equals torch's."""
 
+import pytest
 import torch
 from helpers import classes_data, mlp_by_hand
 
@@ -109,7 +110,8 @@ def test_predict_is_the_network_without_dropout():
 def test_student_dropout_leaves_the_teacher_alone():
     from types import SimpleNamespace
 
-    from kdlab.protocols.study import StudyConfig, make_spec
+    from kdlab.protocols.study import make_spec
+    from kdlab.settings.study import StudyConfig
 
     data = SimpleNamespace(num_features=12, classes=tuple("abcd"))
     config = StudyConfig(student_dropout=0.2, arch="mlp").for_data((1, 3, 4))
@@ -117,3 +119,22 @@ def test_student_dropout_leaves_the_teacher_alone():
     assert make_spec(config, data, (8,), 0.9, "student", 0).dropout == 0.2
     same = StudyConfig(arch="mlp").for_data((1, 3, 4))
     assert make_spec(same, data, (8,), 0.9, "student", 0).dropout == 0.5
+
+
+@pytest.mark.xfail(
+    reason="known: at a partial batch whose per-model slab is not 64-byte aligned (109 rows of the "
+    "300-to-10 product), MKL rounds a model at an odd position in the group differently "
+    "(bench/group_position.py); the engine issue aligns each model's slab",
+    strict=False,
+)
+def test_a_model_in_a_group_is_bit_identical_to_it_alone_at_a_partial_batch():
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(256 + 109, 784, generator=gen), torch.randint(0, 10, (256 + 109,), generator=gen)
+    logits = torch.randn(len(x), 10, generator=gen)
+    rows = torch.arange(len(x))
+    spec = _spec(sizes=(784, 300, 300, 10), epochs=1, batch_size=256, alpha=0.0)
+    kd = _spec(sizes=(784, 300, 300, 10), epochs=1, batch_size=256, alpha=0.9, init_seed=3, stream_seed=4)
+    group, _ = train_group([spec, kd], x, y, rows, logits, x, y, 10)
+    alone, _ = train_group([kd], x, y, rows, logits, x, y, 10)
+    for name, value in alone.state_of(0).items():
+        assert torch.equal(group.state_of(1)[name], value), name

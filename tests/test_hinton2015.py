@@ -8,7 +8,7 @@ from helpers import mlp_by_hand
 from safetensors.torch import load_file
 
 from kdlab.cli import main
-from kdlab.data import load_dataset
+from kdlab.data.datasets import load_dataset
 
 QUICK = ["--budget", "quick", "--quiet", "--subset", "3000", "--sweep-temperatures", "1", "4", "20"]
 

@@ -33,8 +33,8 @@ from helpers import write_idx as write_files
 
 from kdlab import KdlabError
 from kdlab.cli import main
-from kdlab.data import DATASETS, Dataset, DatasetSpec, load_dataset
-from kdlab.data.datasets import CIFAR10, FASHION_MNIST, KMNIST, MNIST
+from kdlab.data.base import Dataset, DatasetSpec
+from kdlab.data.datasets import CIFAR10, DATASETS, FASHION_MNIST, KMNIST, MNIST, load_dataset
 
 pytestmark = pytest.mark.usefixtures("cache")
 

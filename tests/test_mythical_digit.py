@@ -8,7 +8,7 @@ import pytest
 from helpers import budget
 
 from kdlab.cli import main
-from kdlab.sweep.metrics import per_seed_metrics
+from kdlab.result import per_seed_metrics
 
 COLUMNS = ["Teacher", "Norm", "KD", "Norm No3", "KD No3", "Norm No3+B", "KD No3+B"]
 SMALL = budget(2, 3000)

@@ -16,8 +16,7 @@ import torch
 
 from kdlab import KdlabError
 from kdlab.cli import main
-from kdlab.data import DATASETS, load_dataset
-from kdlab.data.datasets import MNIST, _load_idx, locate
+from kdlab.data.datasets import DATASETS, MNIST, _load_idx, load_dataset, locate
 
 NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 

@@ -25,13 +25,12 @@ from kdlab import KdlabError, protocols
 from kdlab.cli import main
 from kdlab.config import RunOptions, cli_name
 from kdlab.docs.settings import DocsOptions, ReproduceOptions
-from kdlab.protocols.every_digit import EveryDigitConfig
-from kdlab.protocols.hinton2015 import Hinton2015Config
-from kdlab.protocols.mythical_digit import MythicalDigitConfig
-from kdlab.protocols.soft_regularizer import SoftRegularizerConfig
-from kdlab.protocols.study import StudyConfig
-from kdlab.sweep.options import Budget, RayOptions, SharedRunOptions
-from kdlab.sweep.tune import TuneBudget, TuneSettings
+from kdlab.settings.every_digit import EveryDigitConfig
+from kdlab.settings.hinton2015 import Hinton2015Config
+from kdlab.settings.mythical_digit import MythicalDigitConfig
+from kdlab.settings.soft_regularizer import SoftRegularizerConfig
+from kdlab.settings.study import StudyConfig
+from kdlab.sweep.options import Budget, RayOptions, SharedRunOptions, TuneBudget, TuneSettings
 
 PROTOCOLS = {name: protocols.get(name).settings for name in protocols.names()}
 OPTIONS = (

@@ -9,10 +9,12 @@ from dataclasses import replace
 import pytest
 import torch
 
+from kdlab import KdlabError
 from kdlab.cli import main
-from kdlab.data import load_dataset
+from kdlab.data.datasets import load_dataset
 from kdlab.protocols import soft_regularizer as sr
-from kdlab.sweep.metrics import per_seed_metrics
+from kdlab.result import per_seed_metrics
+from kdlab.settings.soft_regularizer import SoftRegularizerConfig, quotas, split_pool
 from kdlab.training.store import ModelStore
 
 TEACHER = ["--epochs", "2", "--subset", "6000", "--teacher-hidden", "300", "300", "--quiet"]
@@ -34,7 +36,7 @@ def _args(data, out, *extra):
 
 
 def test_epoch_rule_keeps_the_steps_within_the_bounds():
-    config = sr.SoftRegularizerConfig(steps=800, min_epochs=4, max_epochs=150, batch_size=256)
+    config = SoftRegularizerConfig(steps=800, min_epochs=4, max_epochs=150, batch_size=256)
     assert config.student_epochs(55_000) == 4  # 215 steps an epoch: the floor
     assert config.student_epochs(1_650) == 115  # 7 steps an epoch: ceil(800 / 7)
     assert config.student_epochs(275) == 150  # 2 steps an epoch: the cap
@@ -42,7 +44,7 @@ def test_epoch_rule_keeps_the_steps_within_the_bounds():
 
 def test_samples_are_stratified_nested_per_seed_and_disjoint_from_validation(shared_data):
     y = load_dataset("mnist", shared_data, download=False, quiet=True).y_train
-    pool, val = sr.split_pool(torch.arange(len(y)), 1000, seed=0)
+    pool, val = split_pool(torch.arange(len(y)), 1000, seed=0)
     assert len(val) == 1000 and len(torch.cat([pool, val]).unique()) == len(y)
     labels = y[pool]
     counts = torch.bincount(labels, minlength=10)
@@ -50,7 +52,7 @@ def test_samples_are_stratified_nested_per_seed_and_disjoint_from_validation(sha
     for seed in (0, 1):
         rank = sr.sample_order(pool, labels, 10, seed)
         for f in (0.5, 1, 3, 100):
-            quota = sr.quotas(labels, 10, f)
+            quota = quotas(labels, 10, f)
             rows = sr.fraction_rows(pool, labels, rank, quota)
             assert torch.equal(torch.bincount(y[rows], minlength=10), torch.round(counts * f / 100).long())
             assert not torch.isin(rows, val).any()
@@ -63,8 +65,8 @@ def test_samples_are_stratified_nested_per_seed_and_disjoint_from_validation(sha
 
 
 def test_a_fraction_leaving_a_class_empty_is_an_error():
-    with pytest.raises(sr.KdlabError, match="leaves a class without images"):
-        sr.quotas(torch.tensor([0] * 500 + [1] * 10), 2, 1.0)
+    with pytest.raises(KdlabError, match="leaves a class without images"):
+        quotas(torch.tensor([0] * 500 + [1] * 10), 2, 1.0)
 
 
 @pytest.mark.slow
@@ -76,9 +78,9 @@ def test_no_image_outside_its_fraction_reaches_a_student(shared_data, tmp_path, 
     def poisoned(lab, config):
         study = opened(lab, config)
         y = study.data.y_train
-        pool, val = sr.split_pool(study.rows.cpu(), config.val_size, config.seed)
+        pool, val = split_pool(study.rows.cpu(), config.val_size, config.seed)
         rank = sr.sample_order(pool, y[pool], 10, config.student_seeds()[0])
-        rows = sr.fraction_rows(pool, y[pool], rank, sr.quotas(y[pool], 10, config.fractions[0]))
+        rows = sr.fraction_rows(pool, y[pool], rank, quotas(y[pool], 10, config.fractions[0]))
         outside = torch.ones(len(y), dtype=torch.bool)
         outside[torch.cat([rows, val])] = False
         x = study.lab.x.clone()

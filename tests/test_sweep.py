@@ -63,7 +63,8 @@ def _rows(out: Path) -> list[dict]:
 @pytest.mark.parametrize("path", sorted(SWEEPS.glob("*.toml")), ids=lambda p: p.name)
 def test_example_files_are_valid(path):
     if "[space]" in path.read_text():
-        from kdlab.sweep.tune import TuneBudget, load_tune_spec
+        from kdlab.sweep.options import TuneBudget
+        from kdlab.sweep.tune import load_tune_spec
 
         assert load_tune_spec(path, {}, TuneBudget()).settings.num_samples >= 1
     else:
@@ -293,4 +294,34 @@ def test_the_python_api_returns_the_sweep_as_a_dataframe(local_sweep, shared_dat
     assert list(frame["point"]) == [r["point"] for r in rows]
     assert [f"{v:.6g}" for v in frame["kd_omitted_after"]] == [
         f"{float(r['kd_omitted_after']):.6g}" for r in rows
+    ]
+
+
+def _point(params: dict, values: dict[str, list[float]]) -> dict:
+    seeds = range(len(next(iter(values.values()))))
+    return {"config": params, "rows": [{"seed": s, **{m: v[s] for m, v in values.items()}} for s in seeds]}
+
+
+def test_summary_findings_name_the_best_point_and_those_a_paired_test_cannot_tell_from_it():
+    from kdlab.sweep.table import summary_findings, summary_markdown
+
+    def point(t, acc, errors, shift):
+        return _point({"temperature": t}, {"acc": acc, "kd_errors": errors, "kd_shift": shift})
+
+    records = [
+        point(1, [50.0, 52.0, 51.0], [9, 8, 7], [1, 2, 3]),
+        point(4, [60.0, 61.0, 63.0], [5, 6, 5], [1, 1, 1]),
+        point(8, [61.0, 60.0, 62.5], [6, 5, 6], [0, 0, 0]),
+    ]
+    acc, errors = summary_findings(records, ["temperature"], ("acc", "kd_errors", "kd_shift"))
+    assert acc.startswith("acc: best at temperature = 4, 61.33 ± ")
+    assert "1 of the other 2 points are not distinguishable" in acc  # T = 8 ties, T = 1 loses
+    assert acc.endswith("range from 51.00 to 61.33")
+    assert errors.startswith("kd_errors: best at temperature = 4, 5.33 ± ")  # fewer is better
+    summary = summary_markdown(records, ["temperature"], ("acc",))
+    assert summary.splitlines()[-1].startswith("- acc: best at temperature = 4")
+    # one seed: the best point and the range, no test
+    one = [_point({"temperature": t}, {"acc": [a]}) for t, a in ((1, 50.0), (2, 55.0))]
+    assert summary_findings(one, ["temperature"], ("acc",)) == [
+        "acc: best at temperature = 2, 55.00; the points' means range from 50.00 to 55.00"
     ]

@@ -76,7 +76,8 @@ def test_the_python_api_returns_the_trials_best_first(shared_data, tmp_path):
 
 @pytest.mark.parametrize("n", [1, 2, 3])
 def test_reevaluation_uses_fresh_seeds_never_the_searched_one(n, tmp_path):
-    from kdlab.sweep.tune import TuneBudget, load_tune_spec, reeval_spec
+    from kdlab.sweep.options import TuneBudget
+    from kdlab.sweep.tune import load_tune_spec, reeval_spec
 
     file = tmp_path / "s.toml"
     file.write_text(SEARCH)

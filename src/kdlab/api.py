@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kdlab import KdlabError
 from kdlab.config import RunOptions, from_args, load_toml
+from kdlab.errors import KdlabError
 from kdlab.sweep.options import RayOptions, SharedRunOptions
 
 if TYPE_CHECKING:
@@ -109,8 +109,8 @@ def tune(file: str | Path, *, progress: bool = False, **options: Any) -> pd.Data
     `options` as for `sweep`, plus the search budget (num_samples, time_budget_s, reeval_seeds).
     """
     from kdlab.reporting.frames import records_frame
-    from kdlab.sweep.options import Budget, budget_overrides
-    from kdlab.sweep.tune import TuneBudget, load_tune_spec, run_tune
+    from kdlab.sweep.options import Budget, TuneBudget, budget_overrides
+    from kdlab.sweep.tune import load_tune_spec, run_tune
 
     budget, search, ray_values, shared_values = _split(
         options, Budget, TuneBudget, RayOptions, SharedRunOptions

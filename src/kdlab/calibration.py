@@ -27,9 +27,8 @@ from __future__ import annotations
 
 import torch
 
-from kdlab import KdlabError
-
-STRATEGIES = ("fixed", "oracle-test", "validation", "prior-matching", "prediction-share")
+from kdlab.choices import STRATEGIES
+from kdlab.errors import KdlabError
 
 
 def _split(logits: torch.Tensor, omit: tuple[int, ...]):

@@ -8,13 +8,14 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from kdlab import KdlabError, __version__, protocols, tracking
+from kdlab import protocols
 from kdlab.config import RunOptions, add_arguments, from_args, load_toml
 from kdlab.data.pack import PackOptions
 from kdlab.docs.settings import DocsOptions, ReproduceOptions
+from kdlab.errors import KdlabError
 from kdlab.io import holding_claims
-from kdlab.sweep.options import Budget, RayOptions, SharedRunOptions
-from kdlab.sweep.tune import TuneBudget
+from kdlab.sweep.options import Budget, RayOptions, SharedRunOptions, TuneBudget, budget_overrides
+from kdlab.version import __version__
 
 
 class _Parser(argparse.ArgumentParser):
@@ -77,6 +78,8 @@ def _data(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> None:
     """The API's run with the output folder claimed first (a wrong folder costs no training),
     then the results saved and printed."""
+    from kdlab import tracking
+
     proto = protocols.get(args.protocol)
     opts = from_args(RunOptions, args)
     base = load_toml(opts.config) if opts.config else None
@@ -96,7 +99,6 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> None:
-    from kdlab.sweep.options import budget_overrides
     from kdlab.sweep.runner import run_sweep
     from kdlab.sweep.spec import load_spec
 
@@ -105,7 +107,6 @@ def _sweep(args: argparse.Namespace) -> None:
 
 
 def _tune(args: argparse.Namespace) -> None:
-    from kdlab.sweep.options import budget_overrides
     from kdlab.sweep.tune import load_tune_spec, run_tune
 
     spec = load_tune_spec(args.file, budget_overrides(from_args(Budget, args)), from_args(TuneBudget, args))
@@ -113,14 +114,14 @@ def _tune(args: argparse.Namespace) -> None:
 
 
 def _reproduce(args: argparse.Namespace) -> None:
-    import kdlab
+    from kdlab import api
 
     opts = from_args(ReproduceOptions, args)
     if opts.list:
-        for name, minutes, page, status in kdlab.api.list_studies():
+        for name, minutes, page, status in api.list_studies():
             print(f"{name:<34} {minutes:>5g} min  {page:<22} {status}")
         return
-    outcomes = kdlab.api.reproduce(
+    outcomes = api.reproduce(
         opts.study,
         dry_run=opts.dry_run,
         data_dir=opts.data_dir,
@@ -134,10 +135,10 @@ def _reproduce(args: argparse.Namespace) -> None:
 
 
 def _docs(args: argparse.Namespace) -> None:
-    import kdlab
+    from kdlab import api
 
     check = from_args(DocsOptions, args).check
-    found, missing = kdlab.api.refresh_docs(check=check)
+    found, missing = api.refresh_docs(check=check)
     for line in missing:
         print(f"missing: {line}")
     for line in found:

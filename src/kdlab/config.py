@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kdlab import KdlabError
+from kdlab.errors import KdlabError
 
 CHECKS = ("ge", "gt", "le", "lt", "choices", "min_len", "unique")
 

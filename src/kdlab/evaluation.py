@@ -8,8 +8,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from kdlab import KdlabError
 from kdlab.calibration import accuracy_at, choose_shift
+from kdlab.errors import KdlabError
 from kdlab.training.engine import score
 
 

@@ -1,5 +1,6 @@
-"""Atomic file writes, output folders held by one run at a time, and provenance: a crash never
-leaves a half-written result, and two runs never write one folder side by side."""
+"""Atomic file writes, output folders claimed for one experiment and held by one run at a time,
+and provenance: a crash never leaves a half-written result, two runs never write one folder
+side by side, and results are never replaced by those of other settings."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from kdlab import KdlabError
+from kdlab.errors import KdlabError
+from kdlab.version import __version__
 
 LOCK = ".kdlab-run.lock"  # in an output folder while a run holds it; it holds the run's pid
+MARKER = "kdlab-run.json"  # in an output folder: the experiment and settings its results are of
 _HELD: dict[Path, int] = {}  # the output folders this process holds -> their lock file's descriptor
 
 
@@ -94,6 +97,69 @@ def holding_claims() -> Iterator[None]:
             release_folder(folder)
 
 
+def prepare_out(out: Path, protocol: str, settings: dict) -> None:
+    """Claim `out` for this experiment and these settings (the experiment's config and the
+    device kind: what its results depend on). A folder holding another experiment's, or other
+    settings', results is refused before anything is written: results are never replaced by
+    those of another configuration. The same settings may rerun into it (a resume). The check
+    and the claim hold the folder's lock, and the claim keeps it (see `hold_folder`): a run
+    into a folder another run holds is refused at once."""
+    if out.exists() and not out.is_dir():
+        raise KdlabError(f"output path {out} is a file, not a folder")
+    taken = hold_folder(out)
+    try:
+        _claim(out, protocol, settings)
+    except BaseException:
+        if taken:
+            release_folder(out)
+        raise
+
+
+def _claim(out: Path, protocol: str, settings: dict) -> None:
+    """The check of a held folder's marker, then the marker written (see `prepare_out`)."""
+    marker = out / MARKER
+    if any(p.name != LOCK for p in out.iterdir()):
+        try:
+            owner = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            raise KdlabError(
+                f"output folder {out} holds files that are not a kdlab run; choose another --out"
+            ) from None
+        old = owner.get("settings")
+        dataset = (old or owner).get("dataset")
+        if owner.get("protocol") != protocol or dataset != settings.get("dataset"):
+            raise KdlabError(
+                f"output folder {out} holds results of another experiment "
+                f"({owner.get('protocol')} on {dataset}); choose another --out"
+            )
+        if not isinstance(old, dict):
+            raise KdlabError(
+                f"output folder {out} holds a run whose settings were not recorded; choose another --out"
+            )
+        changed = [
+            f"{name.replace('_', '-')} {_text(old.get(name))} → {_text(settings.get(name))}"
+            for name in sorted(set(old) | set(settings))
+            if old.get(name) != settings.get(name)
+        ]
+        if changed:
+            raise KdlabError(
+                f"output folder {out} holds the results of other settings ({'; '.join(changed)}); "
+                "choose another --out (and --models-dir to share the trained models)"
+            )
+    atomic_write_json(marker, {"protocol": protocol, "settings": settings})
+
+
+def claimed_settings(provenance: dict) -> dict:
+    """What an output folder's results depend on: the experiment's config and the device kind."""
+    return {**provenance["config"], "device": provenance["device"]}
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return "unset"
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 @atexit.register
 def _release_all() -> None:
     for folder in list(_HELD):
@@ -110,10 +176,8 @@ def package_versions() -> dict[str, str]:
     import numpy
     import torch
 
-    import kdlab
-
     return {
-        "kdlab": kdlab.__version__,
+        "kdlab": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,

@@ -1,8 +1,10 @@
-"""What a protocol gives back: its numbers as data, the models it trained, and their rendering.
+"""What a protocol gives back: what it measured (`Measured`, its models' `Stage`s), its numbers
+as data beside them (`Analysis`), the models it trained, and their rendering.
 
 Running a protocol writes nothing but the model store; everything else is a step taken on the
 result when asked: `table` and `overall` as pandas DataFrames, `findings`, `figures` (drawn on
-first use), `save(out)` for exactly the files `kdlab run` writes.
+first use), `save(out)` for exactly the files `kdlab run` writes. `per_seed_metrics` reads a
+run's metrics back, one row per seed, for sweeps and trackers.
 """
 
 from __future__ import annotations
@@ -13,13 +15,53 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kdlab.io import atomic_write_json, atomic_write_text, holding_claims
+from kdlab.io import atomic_write_json, atomic_write_text, claimed_settings, holding_claims, prepare_out
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from kdlab.protocols.common import TrainedModel
+    from kdlab.training.store import TrainedModel
+
+
+@dataclass
+class Stage:
+    """Models trained (or reused) together, and what that took in this run."""
+
+    models: list[TrainedModel]
+    seconds: float  # wall time of this run's stage (small when the models were reused)
+    cpu_seconds: float  # CPU time of this process (all threads): robust to other jobs on the machine
+
+    @property
+    def reused(self) -> bool:
+        return all(m.reused for m in self.models)
+
+    @property
+    def training_seconds(self) -> float:
+        """Wall time of training, as recorded when the models were trained."""
+        groups = {(tuple(m.record["group"]), m.record["group_wall_time_s"]) for m in self.models}
+        return sum(wall for _, wall in groups)
+
+
+@dataclass
+class Measured:
+    """What a protocol's `measure` gives back: its final settings and the models by column or
+    row (protocols add their own measurements in a subclass)."""
+
+    settings: Any
+    models: dict[str, list[TrainedModel]]
+
+    def trained(self) -> dict[str, list[TrainedModel]]:
+        """The models results.json indexes: all of them, unless some are others changed."""
+        return self.models
+
+
+@dataclass
+class Analysis:
+    """The complete results (what results.json holds) beside the measurements they came from."""
+
+    data: dict[str, Any]
+    measured: Any
 
 
 @dataclass
@@ -91,7 +133,6 @@ class Result:
     def save(self, out: str | Path) -> Path:
         """Write what `kdlab run` writes into `out`: the text files, figures/ and results.json.
         A folder holding another experiment's results is refused (nothing is overwritten)."""
-        from kdlab.protocols.common import claimed_settings, prepare_out
         from kdlab.reporting.figures import save_figure
 
         out = Path(out)
@@ -127,6 +168,17 @@ def model_index(models: dict[str, list[TrainedModel]]) -> dict[str, list[dict]]:
                 }
             )
     return index
+
+
+def per_seed_metrics(result: dict) -> list[dict]:
+    """One dict per student seed of a finished run's results (`data`, or its results.json): the
+    seed and every metric (accuracies in %), as sweep tables and trackers read them. Each
+    sweepable protocol's analysis computes its metrics (`data["metrics"]`: name -> one value per
+    student seed) where it knows its columns and rows; nothing here rebuilds column names."""
+    return [
+        {"seed": seed, **{name: float(values[i]) for name, values in result["metrics"].items()}}
+        for i, seed in enumerate(result["seeds"])
+    ]
 
 
 def _relative_folders(obj: Any, out: Path) -> Any:

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from kdlab import KdlabError
+from kdlab.errors import KdlabError
+from kdlab.result import per_seed_metrics
 
 PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # tracker -> the package it needs
 HISTORY = {  # key of a record's per-epoch history -> TensorBoard tag
@@ -141,8 +142,6 @@ def final_metrics(result: dict) -> dict[str, float]:
     """Mean over seeds of the per-seed metrics (a sweepable protocol's), else the teacher's
     accuracy."""
     if "metrics" in result:
-        from kdlab.sweep.metrics import per_seed_metrics
-
         rows = per_seed_metrics(result)
         return {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "seed"}
     if "teacher_accuracy" in result:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdlab import KdlabError
+from kdlab.errors import KdlabError
 
 
 def parse_batch(

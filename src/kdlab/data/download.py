@@ -12,7 +12,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from kdlab import KdlabError
+from kdlab.errors import KdlabError
 
 
 def fetch(fname: str, known_hash: str, mirrors: tuple[str, ...], folder: Path, quiet: bool) -> Path:

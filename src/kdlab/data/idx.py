@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdlab import KdlabError
+from kdlab.errors import KdlabError
 
 _UBYTE = 0x08
 _GZIP_MAGIC = b"\x1f\x8b"

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdlab import KdlabError
-from kdlab.data.datasets import NPZ, Dataset, DatasetSpec, normalise, scaled
+from kdlab.data.base import NPZ, Dataset, DatasetSpec, normalise, scaled
+from kdlab.errors import KdlabError
 
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 CLASSES = "classes"

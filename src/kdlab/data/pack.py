@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kdlab import KdlabError
 from kdlab.config import option
+from kdlab.errors import KdlabError
 from kdlab.io import atomic_write_bytes
 
 GREY = {"1", "L", "LA", "I", "I;16", "F"}  # modes packed as one channel

@@ -18,7 +18,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from kdlab import KdlabError
 from kdlab.docs import DOCS, README, STUDIES
 from kdlab.docs.markdown import (
     anchors,
@@ -33,6 +32,7 @@ from kdlab.docs.markdown import (
 )
 from kdlab.docs.studies import load_studies
 from kdlab.docs.tables import GENERATORS, Context, Missing
+from kdlab.errors import KdlabError
 from kdlab.io import atomic_write_text
 
 BLOCK = re.compile(r"^<!-- (include|generated): (.+?) -->\n(.*?)^<!-- end \1 -->$", re.DOTALL | re.MULTILINE)

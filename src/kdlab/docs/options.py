@@ -70,8 +70,7 @@ def sections() -> list[tuple[str, str, type, bool]]:
     from kdlab import protocols
     from kdlab.data.pack import PackOptions
     from kdlab.docs.settings import DocsOptions, ReproduceOptions
-    from kdlab.sweep.options import Budget, RayOptions, SharedRunOptions
-    from kdlab.sweep.tune import TuneBudget, TuneSettings
+    from kdlab.sweep.options import Budget, RayOptions, SharedRunOptions, TuneBudget, TuneSettings
 
     out = []
     for name in protocols.names():

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kdlab import KdlabError, __version__
 from kdlab.docs.studies import (
     STAMP,
     Study,
@@ -33,7 +32,9 @@ from kdlab.docs.studies import (
     read_stamp,
     staleness,
 )
+from kdlab.errors import KdlabError
 from kdlab.io import atomic_write_json, stable_hash
+from kdlab.version import __version__
 
 
 @dataclass(frozen=True)

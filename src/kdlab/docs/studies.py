@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdlab import KdlabError, __version__
 from kdlab.config import load_toml
+from kdlab.errors import KdlabError
+from kdlab.version import __version__
 
 STAMP = "reproduce.json"
 KINDS = ("run", "sweep", "tune")

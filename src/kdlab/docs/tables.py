@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdlab import KdlabError
 from kdlab.docs.markdown import is_number, lookup, tables
 from kdlab.docs.studies import STAMP, Study, read_stamp
+from kdlab.errors import KdlabError
 
 CELL = re.compile(r"\{([^{}|]+)\|([^{}|]+)\|([^{}]+)\}")  # {file|row|column}
 SINGLE = re.compile(r"[+\-−]?\d[\d,]*(\.\d+)?")  # one number (not a range such as 2.5–4)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from kdlab import choices
 from kdlab.models.cnn import StackedCNN
 from kdlab.models.mlp import StackedMLP
 from kdlab.models.stacked import StackedModule
 
-FAMILIES: dict[str, type[StackedModule]] = {"mlp": StackedMLP, "cnn": StackedCNN}
+FAMILIES: dict[str, type[StackedModule]] = dict(zip(choices.FAMILIES, (StackedMLP, StackedCNN), strict=True))
 
 
 def _options(arch: str, image_shape: tuple[int, int, int] | None) -> dict:

@@ -21,12 +21,7 @@ from torch import nn
 
 from kdlab.models.stacked import StackedModule, uniform_fan_in_
 
-KERNEL = 3
-# Default CIFAR-10 widths (bench/bench_cnn.py): the teacher, 94.5k parameters, is about 1.6x
-# faster per epoch on a 2-core CPU than 64-128-256 (373k); the student, 6.4k parameters, is
-# 15x smaller than the teacher and about 3x faster per epoch than 16-32-64 (24k).
-CIFAR10_TEACHER = (3 * 32 * 32, 32, 64, 128, 10)
-CIFAR10_STUDENT = (3 * 32 * 32, 8, 16, 32, 10)
+KERNEL = 3  # the default CIFAR-10 widths are settings: kdlab.settings.study.DEFAULT_WIDTHS
 
 
 class StackedCNN(StackedModule):

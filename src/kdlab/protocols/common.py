@@ -1,10 +1,8 @@
-"""What every protocol needs: the torch set-up, the output folder, seeds, and reusing models."""
+"""What every protocol needs: the torch set-up, the output folder, and reusing models."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import os
 import time
 from collections.abc import Callable
@@ -14,12 +12,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from kdlab import KdlabError
 from kdlab.config import RunOptions
-from kdlab.data import Dataset, load_dataset
+from kdlab.data.base import Dataset
+from kdlab.data.datasets import cache_dir, load_dataset
+from kdlab.errors import KdlabError
 from kdlab.evaluation import Calibration, Score, scores, shift
-from kdlab.io import LOCK, atomic_write_json, hold_folder, package_versions, release_folder
+from kdlab.io import claimed_settings, package_versions, prepare_out
 from kdlab.models import StackedModule, from_states
+from kdlab.result import Stage
+from kdlab.seeds import derive_seed
 from kdlab.training.engine import (
     EvalResult,
     Monitor,
@@ -30,10 +31,9 @@ from kdlab.training.engine import (
     steps_per_epoch,
     train_group,
 )
-from kdlab.training.store import ModelStore, model_key
+from kdlab.training.store import ModelStore, TrainedModel, model_key
 
 ENGINE_VERSION = 1  # bump when a change to the engine changes trained weights
-MARKER = "kdlab-run.json"
 
 
 def setup_torch(opts: RunOptions) -> torch.device:
@@ -55,77 +55,7 @@ def device_of(name: str) -> torch.device:
 def models_dir(opts: RunOptions) -> Path:
     """Where trained models are stored: `--models-dir`, else the per-user cache (shared by every
     run that does not choose a store; the command line chooses `<out>/models`)."""
-    from kdlab.data.datasets import cache_dir
-
     return opts.models_dir or cache_dir() / "models"
-
-
-def prepare_out(out: Path, protocol: str, settings: dict) -> None:
-    """Claim `out` for this experiment and these settings (the experiment's config and the
-    device kind: what its results depend on). A folder holding another experiment's, or other
-    settings', results is refused before anything is written: results are never replaced by
-    those of another configuration. The same settings may rerun into it (a resume). The check
-    and the claim hold the folder's lock, and the claim keeps it (see `io.hold_folder`): a run
-    into a folder another run holds is refused at once."""
-    if out.exists() and not out.is_dir():
-        raise KdlabError(f"output path {out} is a file, not a folder")
-    taken = hold_folder(out)
-    try:
-        _claim(out, protocol, settings)
-    except BaseException:
-        if taken:
-            release_folder(out)
-        raise
-
-
-def _claim(out: Path, protocol: str, settings: dict) -> None:
-    """The check of a held folder's marker, then the marker written (see `prepare_out`)."""
-    marker = out / MARKER
-    if any(p.name != LOCK for p in out.iterdir()):
-        try:
-            owner = json.loads(marker.read_text())
-        except (OSError, ValueError):
-            raise KdlabError(
-                f"output folder {out} holds files that are not a kdlab run; choose another --out"
-            ) from None
-        old = owner.get("settings")
-        dataset = (old or owner).get("dataset")
-        if owner.get("protocol") != protocol or dataset != settings.get("dataset"):
-            raise KdlabError(
-                f"output folder {out} holds results of another experiment "
-                f"({owner.get('protocol')} on {dataset}); choose another --out"
-            )
-        if not isinstance(old, dict):
-            raise KdlabError(
-                f"output folder {out} holds a run whose settings were not recorded; choose another --out"
-            )
-        changed = [
-            f"{name.replace('_', '-')} {_text(old.get(name))} → {_text(settings.get(name))}"
-            for name in sorted(set(old) | set(settings))
-            if old.get(name) != settings.get(name)
-        ]
-        if changed:
-            raise KdlabError(
-                f"output folder {out} holds the results of other settings ({'; '.join(changed)}); "
-                "choose another --out (and --models-dir to share the trained models)"
-            )
-    atomic_write_json(marker, {"protocol": protocol, "settings": settings})
-
-
-def claimed_settings(provenance: dict) -> dict:
-    """What an output folder's results depend on: the experiment's config and the device kind."""
-    return {**provenance["config"], "device": provenance["device"]}
-
-
-def _text(value: object) -> str:
-    if value is None:
-        return "unset"
-    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
-
-
-def derive_seed(seed: int, role: str) -> int:
-    """A 63-bit seed for one role (init, data order) of one run: stable across versions."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{role}".encode()).digest()[:8], "big") >> 1
 
 
 def train_spec(data: Dataset, hidden: tuple[int, ...], role: str, seed: int, **fields) -> TrainSpec:
@@ -190,18 +120,6 @@ def taught_by(identity: dict, teacher: TrainedModel) -> dict:
     return {**identity, "teacher": teacher.record["weights_sha256"]}
 
 
-@dataclass
-class TrainedModel:
-    name: str
-    arch: str
-    sizes: tuple[int, ...]
-    state: dict[str, torch.Tensor]
-    record: dict
-    reused: bool
-    folder: Path
-    best: dict[str, torch.Tensor] | None = None  # weights at the epoch of lowest validation loss
-
-
 BEST = "best."  # prefix of the best-epoch weights stored beside the final ones
 
 
@@ -257,25 +175,6 @@ def provenance(config: dict, data_hashes: dict[str, str]) -> dict:
         "data_sha256": data_hashes,
         "versions": package_versions(),
     }
-
-
-@dataclass
-class Stage:
-    """Models trained (or reused) together, and what that took in this run."""
-
-    models: list[TrainedModel]
-    seconds: float  # wall time of this run's stage (small when the models were reused)
-    cpu_seconds: float  # CPU time of this process (all threads): robust to other jobs on the machine
-
-    @property
-    def reused(self) -> bool:
-        return all(m.reused for m in self.models)
-
-    @property
-    def training_seconds(self) -> float:
-        """Wall time of training, as recorded when the models were trained."""
-        groups = {(tuple(m.record["group"]), m.record["group_wall_time_s"]) for m in self.models}
-        return sum(wall for _, wall in groups)
 
 
 @dataclass

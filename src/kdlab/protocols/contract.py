@@ -16,43 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kdlab import KdlabError
 from kdlab.config import RunOptions, to_dict
-from kdlab.result import Rendering, Result, model_index
+from kdlab.errors import KdlabError
+from kdlab.result import Analysis, Measured, Rendering, Result, model_index
+from kdlab.settings.metric import Metric
 
 if TYPE_CHECKING:
-    from kdlab.protocols.common import Lab, TrainedModel
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A per-seed number a protocol's results offer to sweeps, searches and trackers."""
-
-    name: str
-    unit: str
-    higher_is_better: bool
-    help: str
-
-
-@dataclass
-class Measured:
-    """What a protocol's `measure` gives back: its final settings and the models by column or
-    row (protocols add their own measurements in a subclass)."""
-
-    settings: Any
-    models: dict[str, list[TrainedModel]]
-
-    def trained(self) -> dict[str, list[TrainedModel]]:
-        """The models results.json indexes: all of them, unless some are others changed."""
-        return self.models
-
-
-@dataclass
-class Analysis:
-    """The complete results (what results.json holds) beside the measurements they came from."""
-
-    data: dict[str, Any]
-    measured: Any
+    from kdlab.protocols.common import Lab
 
 
 @dataclass(frozen=True)

@@ -8,37 +8,12 @@ classes the teacher's dark knowledge can teach without a single example.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
-from kdlab.config import option, same_as
 from kdlab.protocols.common import Lab
 from kdlab.protocols.contract import Measured, Protocol
-from kdlab.protocols.study import StudyConfig, open_study
+from kdlab.protocols.study import open_study
 from kdlab.reporting import every_digit as reporting
-
-
-@dataclass(frozen=True)
-class EveryDigitConfig(StudyConfig):
-    """Settings of the every-digit study: the published protocol, calibrated on a validation split."""
-
-    CLASS_FIELDS: ClassVar[tuple[str, ...]] = ("classes",)
-
-    calibration: tuple[str, ...] = same_as(
-        StudyConfig,
-        "calibration",
-        ("validation", "fixed", "prior-matching", "oracle-test"),
-        help="how to choose each omitted class's bias shift, one or more of: fixed, oracle-test, validation, "
-        "prior-matching, prediction-share; the first is the table's 'after'",
-    )
-    val_size: int = same_as(
-        StudyConfig,
-        "val_size",
-        5000,
-        help="training images held out as the validation split for `validation` calibration and the curves",
-    )
-    classes: tuple[str, ...] = option(
-        (), "the classes to omit in turn (indices or names; default: every class)", unique=True
-    )
+from kdlab.settings.every_digit import HELP, NAME, EveryDigitConfig
 
 
 @dataclass
@@ -75,11 +50,4 @@ def measure(lab: Lab, config: EveryDigitConfig) -> EveryDigitMeasured:
     return EveryDigitMeasured(config, models, rows, 100 * lab.evaluate([study.teacher])[0].accuracy)
 
 
-PROTOCOL = Protocol(
-    "every-digit",
-    "the mythical-class experiment for each class in turn, calibrated",
-    EveryDigitConfig,
-    measure,
-    reporting.analyse,
-    reporting.render,
-)
+PROTOCOL = Protocol(NAME, HELP, EveryDigitConfig, measure, reporting.analyse, reporting.render)

@@ -9,96 +9,16 @@ omitted classes removed ("No3"). Raising the omitted classes' output biases afte
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import ClassVar
 
 import torch
 
-from kdlab import KdlabError
-from kdlab.config import option
 from kdlab.evaluation import Score
 from kdlab.protocols.common import Lab
-from kdlab.protocols.contract import Measured, Metric, Protocol
-from kdlab.protocols.study import StudyConfig, open_study, shift_output_bias
+from kdlab.protocols.contract import Measured, Protocol
+from kdlab.protocols.study import open_study, shift_output_bias
 from kdlab.reporting import mythical_digit as reporting
-
-_PCT = "%"
-# per-seed metrics of a run, for sweeps (the first is a sweep file's default): test accuracies
-# in %; "omitted" on the omitted classes' test images, pooled; "after" after the bias shift the
-# first calibration strategy chose; "no" the students that never saw the omitted classes
-METRICS = (
-    Metric(
-        "kd_omitted_after", _PCT, True, "KD student without the omitted classes, on them, after the shift"
-    ),
-    Metric("teacher_accuracy", _PCT, True, "the teacher's test accuracy (the same for every seed)"),
-    Metric("norm_accuracy", _PCT, True, "hard-label student on all data"),
-    Metric("kd_accuracy", _PCT, True, "distilled student on all data"),
-    Metric("norm_no_accuracy", _PCT, True, "hard-label student without the omitted classes"),
-    Metric("kd_no_accuracy", _PCT, True, "distilled student without the omitted classes"),
-    Metric("norm_omitted_before", _PCT, True, "hard-label student without them, on them, before the shift"),
-    Metric("kd_omitted_before", _PCT, True, "KD student without them, on them, before the shift"),
-    Metric("norm_omitted_after", _PCT, True, "hard-label student without them, on them, after the shift"),
-    Metric("norm_accuracy_after", _PCT, True, "hard-label student without them, overall, after the shift"),
-    Metric("kd_accuracy_after", _PCT, True, "KD student without them, overall, after the shift"),
-    Metric("kd_shift", "logit", False, "the shift the first calibration chose for the KD student"),
-)
-
-
-@dataclass(frozen=True)
-class MythicalDigitConfig(StudyConfig):
-    """Settings of the mythical-digit experiment; the defaults are the published protocol."""
-
-    CLASS_FIELDS: ClassVar[tuple[str, ...]] = ("omit",)
-
-    omit: tuple[str, ...] = option(
-        ("3",), "classes (indices or names) left out of the transfer set", min_len=1, unique=True
-    )
-
-    def check_classes(self, classes: tuple[str, ...]) -> None:
-        if len(set(self.omit)) == len(classes):
-            raise KdlabError("--omit removes every class: the transfer set would be empty")
-
-
-@dataclass(frozen=True)
-class Columns:
-    """The seven columns of the table, by role: the omitted classes' tag names the last four."""
-
-    tag: str  # e.g. "No3"
-    teacher: str = "Teacher"
-    norm: str = "Norm"
-    kd: str = "KD"
-
-    @classmethod
-    def of(cls, omit_names: list[str]) -> Columns:
-        return cls("No" + ",".join(omit_names))
-
-    @property
-    def norm_no(self) -> str:
-        return f"Norm {self.tag}"
-
-    @property
-    def kd_no(self) -> str:
-        return f"KD {self.tag}"
-
-    @property
-    def norm_b(self) -> str:
-        return f"Norm {self.tag}+B"
-
-    @property
-    def kd_b(self) -> str:
-        return f"KD {self.tag}+B"
-
-    @property
-    def students(self) -> list[str]:
-        """The trained students (the +B columns are two of them shifted)."""
-        return [self.norm, self.kd, self.norm_no, self.kd_no]
-
-    @property
-    def all(self) -> list[str]:
-        return [self.teacher, *self.students, self.norm_b, self.kd_b]
-
-
-def columns(omit_names: list[str]) -> list[str]:
-    return Columns.of(omit_names).all
+from kdlab.reporting.mythical_digit import Columns
+from kdlab.settings.mythical_digit import HELP, METRICS, NAME, MythicalDigitConfig
 
 
 @dataclass
@@ -155,12 +75,4 @@ def measure(lab: Lab, config: MythicalDigitConfig) -> MythicalDigitMeasured:
     )
 
 
-PROTOCOL = Protocol(
-    "mythical-digit",
-    "teacher and four students, one class left out of the transfer set",
-    MythicalDigitConfig,
-    measure,
-    reporting.analyse,
-    reporting.render,
-    METRICS,
-)
+PROTOCOL = Protocol(NAME, HELP, MythicalDigitConfig, measure, reporting.analyse, reporting.render, METRICS)

@@ -12,8 +12,7 @@ from kdlab.reporting.table import cell, markdown, provenance_lines
 from kdlab.result import Rendering
 
 if TYPE_CHECKING:
-    from kdlab.protocols.contract import Analysis
-    from kdlab.protocols.every_digit import EveryDigitMeasured
+    from kdlab.result import Analysis, Measured
 
 
 def _summary(row: dict, strategy: str) -> dict:
@@ -30,7 +29,7 @@ def _summary(row: dict, strategy: str) -> dict:
     }
 
 
-def analyse(measured: EveryDigitMeasured) -> dict:
+def analyse(measured: Measured) -> dict:  # kdlab.protocols.every_digit.EveryDigitMeasured
     """What results.json holds: each omitted class's numbers with their summaries, and findings."""
     config, teacher_accuracy, seeds = (
         measured.settings,

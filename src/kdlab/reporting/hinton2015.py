@@ -11,9 +11,7 @@ from kdlab.reporting.table import markdown
 from kdlab.result import Rendering
 
 if TYPE_CHECKING:
-    from kdlab.protocols.common import Stage
-    from kdlab.protocols.contract import Analysis
-    from kdlab.protocols.hinton2015 import Hinton2015Measured
+    from kdlab.result import Analysis, Measured, Stage
 
 CURVES = ("Teacher", "Hard", "KD", "KD No3", "KD 7,8 only")
 
@@ -101,7 +99,7 @@ def table_row(measured: tuple, stage: Stage) -> dict:
     }
 
 
-def analyse(measured: Hinton2015Measured) -> dict:
+def analyse(measured: Measured) -> dict:  # kdlab.protocols.hinton2015.Hinton2015Measured
     """The rows, the T-sweep, the shifts and the stages as data, with their findings."""
     rows = [table_row(row, measured.stages[row[4]]) for row in measured.rows]
     stages = {

@@ -3,6 +3,7 @@ models, then rendering (tables, figures, report) from the analysis."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kdlab.reporting.figures import bias_sweep, learning_curves, per_class_bars
@@ -22,8 +23,50 @@ from kdlab.reporting.table import (
 from kdlab.result import Rendering
 
 if TYPE_CHECKING:
-    from kdlab.protocols.contract import Analysis
-    from kdlab.protocols.mythical_digit import Columns, MythicalDigitMeasured
+    from kdlab.result import Analysis, Measured
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The seven columns of the table, by role: the omitted classes' tag names the last four."""
+
+    tag: str  # e.g. "No3"
+    teacher: str = "Teacher"
+    norm: str = "Norm"
+    kd: str = "KD"
+
+    @classmethod
+    def of(cls, omit_names: list[str]) -> Columns:
+        return cls("No" + ",".join(omit_names))
+
+    @property
+    def norm_no(self) -> str:
+        return f"Norm {self.tag}"
+
+    @property
+    def kd_no(self) -> str:
+        return f"KD {self.tag}"
+
+    @property
+    def norm_b(self) -> str:
+        return f"Norm {self.tag}+B"
+
+    @property
+    def kd_b(self) -> str:
+        return f"KD {self.tag}+B"
+
+    @property
+    def students(self) -> list[str]:
+        """The trained students (the +B columns are two of them shifted)."""
+        return [self.norm, self.kd, self.norm_no, self.kd_no]
+
+    @property
+    def all(self) -> list[str]:
+        return [self.teacher, *self.students, self.norm_b, self.kd_b]
+
+
+def columns(omit_names: list[str]) -> list[str]:
+    return Columns.of(omit_names).all
 
 
 def _comparisons(cols: Columns, per_seed_metric: dict, omit_label: str) -> list[dict]:
@@ -81,7 +124,7 @@ def _calibration_markdown(calibration: dict, omit_label: str) -> str:
     )
 
 
-def analyse(measured: MythicalDigitMeasured) -> dict:
+def analyse(measured: Measured) -> dict:  # kdlab.protocols.mythical_digit.MythicalDigitMeasured
     """What results.json holds besides the run's record: the table and its per-seed values,
     overall numbers, the paired comparisons, calibration and findings."""
     config, cols, classes, omit = measured.settings, measured.columns, measured.classes, measured.omit

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from kdlab.reporting.hinton2015 import fmt_value, seed_range
 from kdlab.reporting.table import markdown
+from kdlab.settings.hinton2015 import Hinton2015Config
 
 # (column, the start of the row's experiment name); a row chosen by a strategy ends in "(how)"
 COLUMNS = (
@@ -74,8 +75,6 @@ def _moved78(rows: list[dict], how: str) -> str:
 
 def _changed(config: dict) -> str:
     """The settings of a run that differ from the protocol's defaults, as command-line flags."""
-    from kdlab.protocols.hinton2015 import Hinton2015Config
-
     defaults = {f.name: f.default for f in fields(Hinton2015Config)}
     flags = []
     for name, value in config.items():

@@ -15,8 +15,7 @@ from kdlab.reporting.table import cell, markdown, provenance_lines
 from kdlab.result import Rendering
 
 if TYPE_CHECKING:
-    from kdlab.protocols.contract import Analysis
-    from kdlab.protocols.soft_regularizer import SoftRegularizerMeasured
+    from kdlab.result import Analysis, Measured
 
 LABELS = {
     "hard": "Hard labels",
@@ -197,7 +196,7 @@ def _csv(rows: list[dict], seeds: list[int]) -> str:
     return buf.getvalue()
 
 
-def analyse(measured: SoftRegularizerMeasured) -> dict:
+def analyse(measured: Measured) -> dict:  # kdlab.protocols.soft_regularizer.SoftRegularizerMeasured
     """What results.json holds besides the run's record: every fraction's numbers with their
     summaries and paired comparisons, the findings, and the per-seed metrics sweeps read."""
     results = {

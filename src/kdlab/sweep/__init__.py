@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from kdlab import KdlabError
+from kdlab.errors import KdlabError
 
 INSTALL_HINT = "pip install 'kdlab[ray]'"
 

@@ -2,7 +2,8 @@
 
 The budget overrides (`--epochs`, `--seeds`, `--subset`) are the protocol's own fields with
 no default, and the run options are a subset of `RunOptions`: help texts and types are
-written once, where the fields are defined.
+written once, where the fields are defined. The search's own settings (`TuneSettings`) live
+here too, so that the command line reads every option without importing the sweeps.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from kdlab.config import RunOptions, check_fields, option
-from kdlab.protocols.study import StudyConfig
+from kdlab.settings.metric import Metric
+from kdlab.settings.study import StudyConfig
 
 BUDGET_FIELDS = ("epochs", "seeds", "subset")
 # no `fresh`: the points share their models, so retraining them per point would defeat the sweep;
@@ -67,6 +69,58 @@ class RayOptions:
 
     def __post_init__(self) -> None:
         check_fields(self)
+
+
+@dataclass(frozen=True)
+class Objective(Metric):
+    """A metric a trial reports on the validation split after every epoch, and the name of the
+    same quantity on the test set among the protocol's metrics (for the re-validation)."""
+
+    test: str
+
+
+# the KD student without the omitted classes, on the validation split
+OBJECTIVES = {
+    o.name: o
+    for o in (
+        Objective(
+            "val_omitted_after", "%", True, "on the omitted classes, after the shift", "kd_omitted_after"
+        ),
+        Objective("val_accuracy_after", "%", True, "overall, after the shift", "kd_accuracy_after"),
+        Objective(
+            "val_omitted_before", "%", True, "on the omitted classes, before the shift", "kd_omitted_before"
+        ),
+        Objective("val_accuracy_before", "%", True, "overall, before the shift", "kd_no_accuracy"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """How to search: the objective, the budget, the scheduler, the re-validation."""
+
+    objective: str = option(
+        "val_omitted_after", "metric to maximise, on the validation split", choices=tuple(OBJECTIVES)
+    )
+    num_samples: int = option(12, "number of trials (configurations tried)", ge=1)
+    time_budget_s: float = option(0.0, "stop starting trials after this many seconds (0: no limit)", ge=0)
+    grace_period: int = option(1, "epochs every trial runs before ASHA may stop it", ge=1)
+    reduction_factor: int = option(2, "ASHA keeps the best 1/reduction_factor of trials at each rung", ge=2)
+    reeval_seeds: int = option(
+        3, "seeds the winner and the default are re-evaluated on, on the test set", ge=1
+    )
+    search_seed: int = option(0, "seed of the TPE sampler")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+TuneBudget = make_dataclass(
+    "TuneBudget",
+    copy_fields(TuneSettings, ("num_samples", "time_budget_s", "reeval_seeds"), unset=True),
+    frozen=True,
+    namespace={"__doc__": "Overrides of the search budget.", "__post_init__": check_fields},
+)
 
 
 SharedRunOptions = make_dataclass(

@@ -19,15 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdlab import KdlabError, protocols, tracking
+from kdlab import protocols, tracking
 from kdlab.config import RunOptions, to_dict
-from kdlab.data import load_dataset
+from kdlab.data.datasets import load_dataset
+from kdlab.errors import KdlabError
 from kdlab.io import atomic_write_json, atomic_write_text, holding_claims
 from kdlab.protocols.common import device_of
 from kdlab.protocols.contract import open_run
 from kdlab.protocols.study import open_study, teacher_job
+from kdlab.result import per_seed_metrics
 from kdlab.sweep import require_ray
-from kdlab.sweep.metrics import per_seed_metrics
 from kdlab.sweep.options import RayOptions, trial_options
 from kdlab.sweep.plots import sweep_figures
 from kdlab.sweep.spec import Point, SweepSpec, point_id

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdlab import KdlabError, protocols
+from kdlab import protocols
 from kdlab.config import load_toml, to_dict
+from kdlab.errors import KdlabError
 from kdlab.io import stable_hash
 from kdlab.sweep.options import RayOptions
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kdlab.io import atomic_write_text
-from kdlab.reporting.stats import mean_ci
+from kdlab.reporting.stats import mean_ci, paired
 from kdlab.reporting.table import cell, markdown
 
 
@@ -59,7 +59,8 @@ def write_table(out: Path, rows: list[dict]) -> None:
 
 
 def summary_markdown(records: list[dict], swept: list[str], metrics: tuple[str, ...]) -> str:
-    """One line per point: the swept values and each metric's mean ± CI half-width over seeds."""
+    """One line per point (the swept values and each metric's mean ± CI half-width over seeds),
+    then the findings computed from them (`summary_findings`)."""
     header = [*swept, "seeds", *metrics]
     lines = []
     for record in records:
@@ -69,4 +70,44 @@ def summary_markdown(records: list[dict], swept: list[str], metrics: tuple[str, 
             mean, hw = mean_ci([row[metric] for row in record["rows"]])
             cells.append(cell(mean, hw, 2))
         lines.append(cells)
-    return markdown(header, lines)
+    findings = "".join(f"- {line}\n" for line in summary_findings(records, swept, metrics))
+    return markdown(header, lines) + ("\n" + findings if findings else "")
+
+
+def higher_is_better(metric: str) -> bool | None:
+    """Which way a per-seed metric improves: errors and losses down, accuracies up; a bias
+    shift has no better direction (None)."""
+    if metric.endswith("_shift"):
+        return None
+    return not metric.endswith(("_errors", "_loss"))
+
+
+def summary_findings(records: list[dict], swept: list[str], metrics: tuple[str, ...]) -> list[str]:
+    """Per requested metric: the best point, the points a paired t-test over the shared seeds
+    cannot tell from it (p >= 0.05), and the range of the points' means; so that a sweep's
+    reading is computed, not typed, and a rerun on other numbers rewrites it."""
+    lines = []
+    for metric in metrics:
+        direction = higher_is_better(metric)
+        if direction is None or len(records) < 2:
+            continue
+        by_seed = [{row["seed"]: row[metric] for row in r["rows"]} for r in records]
+        means = [sum(v.values()) / len(v) for v in by_seed]
+        best = (max if direction else min)(range(len(records)), key=means.__getitem__)
+        mean, hw = mean_ci(list(by_seed[best].values()))
+        where = ", ".join(f"{name} = {short_text(records[best]['config'][name])}" for name in swept)
+        line = f"{metric}: best at {where}, {cell(mean, hw, 2)}"
+        tied = []
+        for i, values in enumerate(by_seed):
+            seeds = sorted(set(values) & set(by_seed[best]))
+            if i == best or len(seeds) < 2:
+                continue
+            p = paired([by_seed[best][s] for s in seeds], [values[s] for s in seeds]).p_value
+            tied.append(p is not None and p >= 0.05)
+        if tied:
+            line += (
+                f"; {sum(tied)} of the other {len(tied)} points are not distinguishable from it "
+                "(paired t-test over their shared seeds, p ≥ 0.05)"
+            )
+        lines.append(f"{line}; the points' means range from {min(means):.2f} to {max(means):.2f}")
+    return lines

@@ -29,78 +29,28 @@ import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass, make_dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from kdlab import KdlabError, protocols
-from kdlab.config import check_fields, option, to_dict
+from kdlab import protocols
+from kdlab.config import to_dict
+from kdlab.errors import KdlabError
 from kdlab.evaluation import Calibration, scores
 from kdlab.evaluation import shift as choose
 from kdlab.io import atomic_write_json, atomic_write_text, holding_claims
-from kdlab.protocols.contract import Metric, open_run
+from kdlab.protocols.contract import open_run
 from kdlab.protocols.study import open_study
 from kdlab.reporting.stats import mean_ci, paired
 from kdlab.reporting.table import cell, markdown
-from kdlab.sweep.options import RayOptions, copy_fields, trial_options
+from kdlab.sweep.options import OBJECTIVES, RayOptions, TuneSettings, trial_options
 from kdlab.sweep.spec import SweepSpec, load_file, make_config, parse_resources, point_id
 from kdlab.sweep.table import cell_text, short_text
 
-
-@dataclass(frozen=True)
-class Objective(Metric):
-    """A metric a trial reports on the validation split after every epoch, and the name of the
-    same quantity on the test set among the protocol's metrics (for the re-validation)."""
-
-    test: str
-
-
-# the KD student without the omitted classes, on the validation split
-OBJECTIVES = {
-    o.name: o
-    for o in (
-        Objective(
-            "val_omitted_after", "%", True, "on the omitted classes, after the shift", "kd_omitted_after"
-        ),
-        Objective("val_accuracy_after", "%", True, "overall, after the shift", "kd_accuracy_after"),
-        Objective(
-            "val_omitted_before", "%", True, "on the omitted classes, before the shift", "kd_omitted_before"
-        ),
-        Objective("val_accuracy_before", "%", True, "overall, before the shift", "kd_no_accuracy"),
-    )
-}
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 TOP_KEYS = {"name", "protocol", "base", "space", "tune", "resources", "description"}
-
-
-@dataclass(frozen=True)
-class TuneSettings:
-    """How to search: the objective, the budget, the scheduler, the re-validation."""
-
-    objective: str = option(
-        "val_omitted_after", "metric to maximise, on the validation split", choices=tuple(OBJECTIVES)
-    )
-    num_samples: int = option(12, "number of trials (configurations tried)", ge=1)
-    time_budget_s: float = option(0.0, "stop starting trials after this many seconds (0: no limit)", ge=0)
-    grace_period: int = option(1, "epochs every trial runs before ASHA may stop it", ge=1)
-    reduction_factor: int = option(2, "ASHA keeps the best 1/reduction_factor of trials at each rung", ge=2)
-    reeval_seeds: int = option(
-        3, "seeds the winner and the default are re-evaluated on, on the test set", ge=1
-    )
-    search_seed: int = option(0, "seed of the TPE sampler")
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-
-
-TuneBudget = make_dataclass(
-    "TuneBudget",
-    copy_fields(TuneSettings, ("num_samples", "time_budget_s", "reeval_seeds"), unset=True),
-    frozen=True,
-    namespace={"__doc__": "Overrides of the search budget.", "__post_init__": check_fields},
-)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch.optim.adam import adam
 
-OPTIMIZERS = ("adam", "sgd", "nesterov")  # nesterov: sgd with Nesterov momentum
+from kdlab.choices import OPTIMIZERS
 
 
 class StackedAdam:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-SCHEDULES = ("constant", "cosine", "linear")
+from kdlab.choices import SCHEDULES
 
 
 def lr_factor(schedule: str, step: int, total: int) -> float:

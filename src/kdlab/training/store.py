@@ -36,6 +36,21 @@ class StoredModel:
     record: dict
 
 
+@dataclass
+class TrainedModel:
+    """A model as a run uses it: its weights (and, if kept, those of its best epoch), its
+    record, and whether this run reused it from the store or trained it."""
+
+    name: str
+    arch: str
+    sizes: tuple[int, ...]
+    state: dict[str, torch.Tensor]
+    record: dict
+    reused: bool
+    folder: Path
+    best: dict[str, torch.Tensor] | None = None  # weights at the epoch of lowest validation loss
+
+
 class ModelStore:
     def __init__(self, root: Path):
         self.root = root
