@@ -8,11 +8,11 @@ import torch
 
 from kdlab import KdlabError
 from kdlab.models import StackedMLP
-from kdlab.protocols.mythical_digit import columns
-from kdlab.protocols.study import resolve_classes, shift_output_bias, split_rows
+from kdlab.protocols.study import shift_output_bias
 from kdlab.reporting.findings import detect_overfitting
+from kdlab.reporting.mythical_digit import columns
 from kdlab.reporting.table import per_seed_table, summarise, table_csv, table_markdown
-from kdlab.settings.study import StudyConfig
+from kdlab.settings.study import StudyConfig, resolve_classes, split_rows
 from kdlab.training.engine import predict
 
 

@@ -5,7 +5,7 @@ import torch
 from helpers import classes_data, mlp_by_hand
 
 from kdlab.models import StackedMLP
-from kdlab.training.engine import TrainSpec, predict, score, train_group
+from kdlab.training.engine import Monitor, SoftTargets, TrainingData, TrainSpec, predict, score, train_group
 from kdlab.training.optim import StackedAdam
 
 _data = classes_data
@@ -37,9 +37,10 @@ def test_group_equals_separate_runs():
         _spec(alpha=0.5, t2=False, lr=3e-3, init_seed=5, stream_seed=6),
         _spec(alpha=1.0, temperature=8.0, lr=3e-3, init_seed=7, stream_seed=8),
     ]
-    group, group_hist = train_group(specs, x, y, transfer, teacher_logits, x, y, 4)
+    data, watch, soft = TrainingData(x, y, 4), Monitor(x, y), SoftTargets(teacher_logits)
+    group, group_hist = train_group(specs, data, transfer, watch, soft)
     for k, spec in enumerate(specs):
-        single, single_hist = train_group([spec], x, y, transfer, teacher_logits, x, y, 4)
+        single, single_hist = train_group([spec], data, transfer, watch, soft)
         for a, b in zip(group_hist[k], single_hist[0]):
             for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
                 assert abs(a[key] - b[key]) < 1e-5, (k, key, a[key], b[key])
@@ -50,8 +51,8 @@ def test_group_equals_separate_runs():
 def test_training_learns_and_is_deterministic():
     x, y = _data()
     transfer = torch.arange(len(x))
-    model_a, hist_a = train_group([_spec(epochs=5)], x, y, transfer, None, x, y, 4)
-    model_b, hist_b = train_group([_spec(epochs=5)], x, y, transfer, None, x, y, 4)
+    model_a, hist_a = train_group([_spec(epochs=5)], TrainingData(x, y, 4), transfer, Monitor(x, y))
+    model_b, hist_b = train_group([_spec(epochs=5)], TrainingData(x, y, 4), transfer, Monitor(x, y))
 
     def strip(hist):
         return [{k: v for k, v in h.items() if k != "seconds"} for h in hist[0]]
@@ -65,7 +66,7 @@ def test_training_learns_and_is_deterministic():
 def test_different_seeds_differ():
     x, y = _data()
     transfer = torch.arange(len(x))
-    _, hist = train_group([_spec(), _spec(init_seed=9)], x, y, transfer, None, x, y, 4)
+    _, hist = train_group([_spec(), _spec(init_seed=9)], TrainingData(x, y, 4), transfer, Monitor(x, y))
     assert hist[0][-1]["train_loss"] != hist[1][-1]["train_loss"]
 
 

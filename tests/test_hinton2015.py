@@ -104,12 +104,16 @@ def test_a_rerun_reuses_every_model(quick_run, shared_data):
 def test_prior_matching_without_a_shift_is_reported_not_raised():
     import torch
 
-    from kdlab.protocols.hinton2015 import prior_matching_or_none
+    from kdlab import KdlabError
+    from kdlab.evaluation import Calibration, shift
 
     teacher = torch.tensor([[0.0, 0.0, 0.0]]).repeat(4, 1)  # a third of the mass on class 2
     student = torch.tensor([[0.0, 0.0, -1000.0]]).repeat(4, 1)  # +100 never lifts class 2
-    assert prior_matching_or_none(student, teacher, (2,)) is None
-    assert prior_matching_or_none(torch.zeros(4, 3), teacher, (2,)) == pytest.approx(0.0, abs=1e-6)
+    given, y = Calibration(teacher, 0.25), torch.zeros(4, dtype=torch.long)
+    assert shift("prior-matching", (2,), (student, y), None, given) is None
+    assert shift("prior-matching", (2,), (torch.zeros(4, 3), y), None, given) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(KdlabError, match="validation split"):  # only prior matching may find none
+        shift("validation", (2,), (student, y), None, given)
 
 
 @pytest.mark.slow

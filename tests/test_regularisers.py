@@ -9,7 +9,7 @@ from helpers import mlp_by_hand
 
 from kdlab.models import StackedMLP
 from kdlab.training.augment import translate
-from kdlab.training.engine import TrainSpec, predict, train_group
+from kdlab.training.engine import Monitor, SoftTargets, TrainingData, TrainSpec, predict, train_group
 from kdlab.training.optim import StackedSGD
 from kdlab.training.schedule import lr_factor
 
@@ -112,10 +112,10 @@ def test_group_equals_separate_runs_with_every_regulariser_and_a_jittered_teache
         _spec(alpha=1.0, lr=0.01, init_seed=5, stream_seed=6),
     ]
     transfer = torch.arange(len(x))
-    common = dict(teacher=teacher, image_shape=(1, 6, 6))
-    group, group_hist = train_group(specs, x, y, transfer, None, x, y, 3, **common)
+    data, watch, soft = TrainingData(x, y, 3, (1, 6, 6)), Monitor(x, y), SoftTargets(None, teacher)
+    group, group_hist = train_group(specs, data, transfer, watch, soft)
     for k, spec in enumerate(specs):
-        single, single_hist = train_group([spec], x, y, transfer, None, x, y, 3, **common)
+        single, single_hist = train_group([spec], data, transfer, watch, soft)
         assert abs(group_hist[k][-1]["train_loss"] - single_hist[0][-1]["train_loss"]) < 1e-5
         for name, value in single.state_of(0).items():
             assert torch.allclose(group.state_of(k)[name], value, atol=1e-5)
@@ -126,14 +126,16 @@ def test_jittered_distillation_needs_the_teacher_itself():
     x, y = _images()
     logits = torch.randn(len(x), 3)
     with pytest.raises(ValueError, match="teacher itself"):
-        train_group([_spec(alpha=0.5)], x, y, torch.arange(len(x)), logits, x, y, 3, image_shape=(1, 6, 6))
+        data = TrainingData(x, y, 3, (1, 6, 6))
+        train_group([_spec(alpha=0.5)], data, torch.arange(len(x)), Monitor(x, y), SoftTargets(logits))
 
 
 def test_input_dropout_changes_training_and_is_off_at_evaluation():
     x, y = _images()
     transfer = torch.arange(len(x))
-    plain, _ = train_group([_spec(input_dropout=0.0)], x, y, transfer, None, x, y, 3, image_shape=(1, 6, 6))
-    dropped, _ = train_group([_spec(input_dropout=0.5)], x, y, transfer, None, x, y, 3, image_shape=(1, 6, 6))
+    data = TrainingData(x, y, 3, (1, 6, 6))
+    plain, _ = train_group([_spec(input_dropout=0.0)], data, transfer, Monitor(x, y))
+    dropped, _ = train_group([_spec(input_dropout=0.5)], data, transfer, Monitor(x, y))
     assert not torch.equal(plain.weights[0], dropped.weights[0])
     # at evaluation the inputs are whole: the trained network computed by hand
     assert torch.allclose(predict(dropped, x)[0], mlp_by_hand(dropped.state_of(0), x), atol=1e-5)

@@ -32,7 +32,7 @@ from kdlab.settings.soft_regularizer import SoftRegularizerConfig
 from kdlab.settings.study import StudyConfig
 from kdlab.sweep.options import Budget, RayOptions, SharedRunOptions, TuneBudget, TuneSettings
 
-PROTOCOLS = {name: protocols.get(name).config for name in protocols.names()}
+PROTOCOLS = {name: protocols.get(name).settings for name in protocols.names()}
 OPTIONS = (
     RunOptions,
     SharedRunOptions,

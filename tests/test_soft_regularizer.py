@@ -75,8 +75,8 @@ def test_no_image_outside_its_fraction_reaches_a_student(shared_data, tmp_path, 
     and teacher logits): one gradient step on any of them would make the student's weights NaN."""
     opened = sr.open_study
 
-    def poisoned(config, opts, *args, **kwargs):
-        study = opened(config, opts, *args, **kwargs)
+    def poisoned(lab, config):
+        study = opened(lab, config)
         y = study.data.y_train
         pool, val = split_pool(study.rows.cpu(), config.val_size, config.seed)
         rank = sr.sample_order(pool, y[pool], 10, config.student_seeds()[0])

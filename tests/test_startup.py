@@ -92,7 +92,7 @@ import kdlab, kdlab.config
 from kdlab.errors import KdlabError
 from kdlab import protocols
 assert kdlab.KdlabError is KdlabError
-configs = [protocols.get(name).config() for name in protocols.names()]
+configs = [protocols.get(name).settings() for name in protocols.names()]
 exit = 0
 """
     assert not set(report(probe(code))["loaded"]) & set(HEAVY)

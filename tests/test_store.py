@@ -16,8 +16,8 @@ import torch
 from helpers import classes_data
 
 from kdlab.config import RunOptions
-from kdlab.protocols.common import ModelJob, data_identity, taught_by, train_or_load
-from kdlab.training.engine import TrainSpec, train_group
+from kdlab.protocols.common import Lab, ModelJob, data_identity, taught_by
+from kdlab.training.engine import Monitor, SoftTargets, TrainingData, TrainSpec, train_group
 from kdlab.training.store import WEIGHTS, ModelStore
 
 SPEC = TrainSpec(
@@ -83,8 +83,9 @@ def test_a_student_names_its_teacher_by_its_weights():
 def _train(store: ModelStore) -> list:
     x, y = classes_data()
     job = ModelJob("Norm", SPEC, data_identity(_dataset(), torch.device("cpu")), 0)
-    opts = RunOptions(quiet=True)
-    return train_or_load([job], store, opts, x, y, torch.arange(len(x)), None, x, y, 4, {})
+    data = SimpleNamespace(**vars(_dataset()), classes=tuple("abcd"), image_shape=None)
+    lab = Lab(RunOptions(quiet=True), torch.device("cpu"), data, store, x, y, x, y, provenance={})
+    return lab.train([job], torch.arange(len(x))).models
 
 
 def test_a_damaged_model_is_detected_and_trained_again(tmp_path):
@@ -134,7 +135,9 @@ def fingerprint() -> dict[str, float]:
     x, y = classes_data()
     teacher_logits = torch.randn(len(x), 4, generator=torch.Generator().manual_seed(5))
     specs = [SPEC, dataclasses.replace(SPEC, alpha=0.9, temperature=4.0, t2=True, init_seed=3, stream_seed=4)]
-    model, _ = train_group(specs, x, y, torch.arange(len(x)), teacher_logits, x, y, 4)
+    model, _ = train_group(
+        specs, TrainingData(x, y, 4), torch.arange(len(x)), Monitor(x, y), SoftTargets(teacher_logits)
+    )
     stats = {}
     for k in range(len(specs)):
         for name, value in model.state_of(k).items():

@@ -87,3 +87,26 @@ def test_reevaluation_uses_fresh_seeds_never_the_searched_one(n, tmp_path):
     for point in check.points():
         seeds = point.config.student_seeds()
         assert len(seeds) == n and searched not in seeds and len(set(seeds)) == n
+
+
+def test_validation_metrics_are_the_validation_calibration_and_the_scores_at_its_shift():
+    """A trial's metrics: the shift best on the validation split, and the accuracies (overall,
+    on the omitted class) before it and after it, as the calibration computes them."""
+    import torch
+
+    from kdlab.calibration import accuracy_at, best_shift
+    from kdlab.evaluation import Calibration
+    from kdlab.sweep.tune import validation_metrics
+
+    g = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(1, 300, 4, generator=g), torch.randint(0, 4, (300,), generator=g)
+    got = validation_metrics(logits, y, (1,), Calibration(torch.zeros(5, 4), 0.0, (torch.zeros(300, 2), y)))
+    shift = best_shift(logits[0], y, (1,))
+    overall, omitted = accuracy_at(logits[0], y, (1,), torch.tensor([0.0, shift]))
+    assert got == {
+        "val_accuracy_before": 100 * float(overall[0]),
+        "val_omitted_before": 100 * float(omitted[0]),
+        "val_accuracy_after": 100 * float(overall[1]),
+        "val_omitted_after": 100 * float(omitted[1]),
+        "val_shift": shift,
+    }

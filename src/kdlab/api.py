@@ -78,7 +78,7 @@ def run(
     experiment = {k: v for k, v in settings.items() if k not in RUN_SETTINGS}
     base = load_toml(Path(config)) if config is not None else {}
     opts = _build(RunOptions, {**run_values, "quiet": not progress})
-    return proto.run(_build(proto.config, {**base, **experiment}), opts)
+    return proto.run(_build(proto.settings, {**base, **experiment}), opts)
 
 
 def sweep(file: str | Path, *, progress: bool = False, **options: Any) -> pd.DataFrame:

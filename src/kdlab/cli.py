@@ -31,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     runs = run.add_subparsers(dest="protocol", required=True, parser_class=_Parser)
     for name in protocols.names():
         proto = protocols.get(name)
-        sub = runs.add_parser(name, help=proto.help, description=proto.config.__doc__)
-        add_arguments(sub.add_argument_group("experiment"), proto.config)
+        sub = runs.add_parser(name, help=proto.help, description=proto.settings.__doc__)
+        add_arguments(sub.add_argument_group("experiment"), proto.settings)
         add_arguments(sub.add_argument_group("run"), RunOptions)
     for name, help_text, budgets in (
         ("sweep", "run every point of a sweep file on Ray", (Budget,)),
@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> None:
     proto = protocols.get(args.protocol)
     opts = from_args(RunOptions, args)
     base = load_toml(opts.config) if opts.config else None
-    config = from_args(proto.config, args, base)
+    config = from_args(proto.settings, args, base)
     if opts.tracker:
         tracking.require(opts.tracker, opts.tracking_uri)  # before anything runs
     out = opts.out or Path("runs") / proto.name

@@ -1,4 +1,5 @@
-"""What a protocol gives back: its numbers as data, the models it trained, and their rendering.
+"""What a protocol gives back: what it measured (`Measured`, its models' `Stage`s), its numbers
+as data beside them (`Analysis`), the models it trained, and their rendering.
 
 Running a protocol writes nothing but the model store; everything else is a step taken on the
 result when asked: `table` and `overall` as pandas DataFrames, `findings`, `figures` (drawn on
@@ -21,6 +22,46 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from kdlab.training.store import TrainedModel
+
+
+@dataclass
+class Stage:
+    """Models trained (or reused) together, and what that took in this run."""
+
+    models: list[TrainedModel]
+    seconds: float  # wall time of this run's stage (small when the models were reused)
+    cpu_seconds: float  # CPU time of this process (all threads): robust to other jobs on the machine
+
+    @property
+    def reused(self) -> bool:
+        return all(m.reused for m in self.models)
+
+    @property
+    def training_seconds(self) -> float:
+        """Wall time of training, as recorded when the models were trained."""
+        groups = {(tuple(m.record["group"]), m.record["group_wall_time_s"]) for m in self.models}
+        return sum(wall for _, wall in groups)
+
+
+@dataclass
+class Measured:
+    """What a protocol's `measure` gives back: its final settings and the models by column or
+    row (protocols add their own measurements in a subclass)."""
+
+    settings: Any
+    models: dict[str, list[TrainedModel]]
+
+    def trained(self) -> dict[str, list[TrainedModel]]:
+        """The models results.json indexes: all of them, unless some are others changed."""
+        return self.models
+
+
+@dataclass
+class Analysis:
+    """The complete results (what results.json holds) beside the measurements they came from."""
+
+    data: dict[str, Any]
+    measured: Any
 
 
 @dataclass

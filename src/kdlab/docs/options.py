@@ -74,7 +74,7 @@ def sections() -> list[tuple[str, str, type, bool]]:
 
     out = []
     for name in protocols.names():
-        config = protocols.get(name).config
+        config = protocols.get(name).settings
         out.append((f"`kdlab run {name}`", config.__doc__ or "", config, True))
     out += [
         ("Run options of `kdlab run`", RunOptions.__doc__ or "", RunOptions, True),

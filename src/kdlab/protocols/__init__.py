@@ -1,71 +1,75 @@
-"""Experiments: each protocol declares its models, trains them through the engine, and hands its
-measured numbers to reporting. `get` and `names` give the one list of them (the CLI, the Python
-API and sweeps read it). The list holds each protocol's declaration (`kdlab.settings`); its
-module, which needs torch, is imported only when it runs, so the command line answers at once."""
+"""Experiments: the one list of them, one line per protocol (the CLI, the Python API and sweeps
+read it).
+
+Each protocol is declared on the contract (`kdlab.protocols.contract`): a module with its
+measure, analyse and render steps, ending in `PROTOCOL = Protocol(...)`. What the command line
+reads of it (name, help, settings, metrics) is its declaration in `kdlab.settings`, which needs
+no torch; so a line here names both, and the protocol's own module, which needs torch, is
+imported only when it runs. A `Protocol` may also stand here itself (the tests' tiny one).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from importlib import import_module
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from kdlab.errors import KdlabError
 
+if TYPE_CHECKING:
+    from kdlab.config import RunOptions
+    from kdlab.protocols.contract import Protocol
+    from kdlab.result import Result
+    from kdlab.settings.metric import Metric
+
 
 @dataclass(frozen=True)
-class Protocol:
+class Lazy:
+    """A registry line: a protocol known by its declaration (what the command line reads) until
+    it runs, when `module` is imported for its PROTOCOL."""
+
     name: str
-    config: type  # its settings dataclass
     help: str
-    # Sweepable protocols: the per-seed metrics their results hold (`data["metrics"]`), the
-    # first the default of a sweep file, and the teacher's settings (a StudyConfig) of a config,
-    # so that a sweep trains each distinct teacher once
-    metrics: tuple[str, ...] = ()
-    teacher: Callable[[Any], Any] | None = None
+    settings: type
+    metrics: tuple[Metric, ...]
+    module: str
 
-    def run(self, config: Any, opts: Any) -> Any:
-        """run(config, opts: RunOptions) -> kdlab.result.Result, its module imported now."""
-        from kdlab.protocols import every_digit, hinton2015, mythical_digit, soft_regularizer
+    @classmethod
+    def of(cls, declaration: ModuleType, module: str) -> Lazy:
+        """The line of a `kdlab.settings` module with NAME, HELP, SETTINGS and, if sweeps take
+        the protocol, METRICS, and of the protocol's own module."""
+        d = declaration
+        return cls(d.NAME, d.HELP, d.SETTINGS, getattr(d, "METRICS", ()), module)
 
-        modules = (mythical_digit, every_digit, hinton2015, soft_regularizer)
-        return {m.NAME: m.run for m in modules}[self.name](config, opts)
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.metrics)
+
+    @property
+    def protocol(self) -> Protocol:
+        """The protocol itself, its module imported now."""
+        return import_module(self.module).PROTOCOL
+
+    def run(self, settings: Any, opts: RunOptions) -> Result:
+        return self.protocol.run(settings, opts)
 
 
-def _protocols() -> dict[str, Protocol]:
+def _protocols() -> dict[str, Protocol | Lazy]:
     from kdlab.settings import every_digit, hinton2015, mythical_digit, soft_regularizer
 
     return {
         p.name: p
         for p in (
-            Protocol(
-                mythical_digit.NAME,
-                mythical_digit.MythicalDigitConfig,
-                "teacher and four students, one class left out of the transfer set",
-                mythical_digit.METRICS,
-                mythical_digit.teacher_settings,
-            ),
-            Protocol(
-                every_digit.NAME,
-                every_digit.EveryDigitConfig,
-                "the mythical-class experiment for each class in turn, calibrated",
-            ),
-            Protocol(
-                hinton2015.NAME,
-                hinton2015.Hinton2015Config,
-                "the paper's own MNIST numbers, side by side with kdlab's",
-            ),
-            Protocol(
-                soft_regularizer.NAME,
-                soft_regularizer.SoftRegularizerConfig,
-                "students on a fraction of the data: hard labels, early stopping, soft targets",
-                soft_regularizer.METRICS,
-                soft_regularizer.teacher_settings,
-            ),
+            Lazy.of(mythical_digit, "kdlab.protocols.mythical_digit"),
+            Lazy.of(every_digit, "kdlab.protocols.every_digit"),
+            Lazy.of(hinton2015, "kdlab.protocols.hinton2015"),
+            Lazy.of(soft_regularizer, "kdlab.protocols.soft_regularizer"),
         )
     }
 
 
-def get(name: str) -> Protocol:
+def get(name: str) -> Protocol | Lazy:
     """The protocol called `name`; an unknown name is a one-line error."""
     protocols = _protocols()
     if name not in protocols:
@@ -77,8 +81,9 @@ def names() -> list[str]:
     return list(_protocols())
 
 
-def sweepable(name: str) -> Protocol:
-    """The protocol called `name`, if sweeps support it; else a one-line error."""
+def sweepable(name: str) -> Protocol | Lazy:
+    """The protocol called `name`, if sweeps support it (it declares metrics); else a one-line
+    error."""
     supported = [p for p in _protocols().values() if p.metrics]
     if name not in [p.name for p in supported]:
         raise KdlabError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,9 +16,21 @@ from kdlab.config import RunOptions
 from kdlab.data.base import Dataset
 from kdlab.data.datasets import cache_dir, load_dataset
 from kdlab.errors import KdlabError
+from kdlab.evaluation import Calibration, Score, scores, shift
 from kdlab.io import claimed_settings, package_versions, prepare_out
 from kdlab.models import StackedModule, from_states
-from kdlab.training.engine import EvalResult, TrainSpec, predict, steps_per_epoch, train_group
+from kdlab.result import Stage
+from kdlab.seeds import derive_seed
+from kdlab.training.engine import (
+    EvalResult,
+    Monitor,
+    SoftTargets,
+    TrainingData,
+    TrainSpec,
+    predict,
+    steps_per_epoch,
+    train_group,
+)
 from kdlab.training.store import ModelStore, TrainedModel, model_key
 
 ENGINE_VERSION = 1  # bump when a change to the engine changes trained weights
@@ -43,6 +56,24 @@ def models_dir(opts: RunOptions) -> Path:
     """Where trained models are stored: `--models-dir`, else the per-user cache (shared by every
     run that does not choose a store; the command line chooses `<out>/models`)."""
     return opts.models_dir or cache_dir() / "models"
+
+
+def train_spec(data: Dataset, hidden: tuple[int, ...], role: str, seed: int, **fields) -> TrainSpec:
+    """One model's training settings: its layer sizes on the data, and its initialisation and
+    data order from `role` and `seed`. Without a soft-target term, temperature and T^2 do not
+    matter: they are fixed, so that such a model's key (and the stored model) is shared by
+    every distillation setting."""
+    distils = fields["alpha"] > 0
+    return TrainSpec(
+        sizes=(data.num_features, *hidden, len(data.classes)),
+        init_seed=derive_seed(seed, f"{role}-init"),
+        stream_seed=derive_seed(seed, f"{role}-stream"),
+        **{
+            **fields,
+            "temperature": fields["temperature"] if distils else 1.0,
+            "t2": fields["t2"] and distils,
+        },
+    )
 
 
 @dataclass
@@ -130,108 +161,6 @@ def group_memory_bytes(spec: TrainSpec, image_shape: tuple[int, int, int] | None
     return 4 * (4 * params + 2 * activations)
 
 
-def train_or_load(
-    jobs: list[ModelJob],
-    store: ModelStore,
-    opts: RunOptions,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    transfer: torch.Tensor,
-    teacher_logits: torch.Tensor | None,
-    x_val: torch.Tensor,
-    y_val: torch.Tensor,
-    num_classes: int,
-    provenance: dict,
-    teacher: StackedModule | None = None,
-    image_shape: tuple[int, int, int] | None = None,
-    keep_best: bool = False,
-) -> list[TrainedModel]:
-    """Reuse the finished models among `jobs` and train the rest in groups as large as the
-    memory budget allows; each model is saved as soon as its group finishes. `transfer` is
-    one set of rows for every job, or one row per job ([len(jobs), N]). `teacher` and
-    `image_shape` are needed by jittered models and the cnn (see `train_group`). With
-    `keep_best`, each model also keeps its weights at the epoch of lowest validation loss.
-    Protocols call it through `Lab.train`."""
-    done: dict[int, TrainedModel] = {}
-    missing = []
-    for i, job in enumerate(jobs):
-        stored = None if opts.fresh else store.load(job.name, job.key)
-        if stored is None or (keep_best and "best_epoch" not in stored.record):
-            missing.append(i)
-        else:
-            final, best = _split_best(stored.state)
-            folder = store.folder(job.name, job.key)
-            done[i] = TrainedModel(
-                job.name, job.spec.arch, job.spec.sizes, final, stored.record, True, folder, best
-            )
-    n = transfer.shape[-1]
-
-    def train_and_save(indices: list[int]) -> list[TrainedModel]:
-        group = [jobs[i] for i in indices]
-        spec0 = group[0].spec
-        names = ", ".join(sorted({j.name for j in group}))
-        label = f"{names} ×{len(group) // len({j.name for j in group})}" if len(group) > 2 else names
-        total = spec0.epochs * steps_per_epoch(n, spec0.batch_size)
-        best = BestEpoch(len(group)) if keep_best else None
-        with tqdm(total=total, desc=label, disable=opts.quiet, unit="step", leave=False) as bar:
-            start = time.perf_counter()
-            model, histories = train_group(
-                [j.spec for j in group],
-                x,
-                y,
-                transfer if transfer.dim() == 1 else transfer[indices],
-                teacher_logits,
-                x_val,
-                y_val,
-                num_classes,
-                on_step=bar.update,
-                teacher=teacher,
-                image_shape=image_shape,
-                on_epoch=best,
-            )
-            wall = time.perf_counter() - start
-        trained = []
-        for k, job in enumerate(group):
-            record = {
-                "name": job.name,
-                "key": job.key,
-                "spec": asdict(job.spec),
-                "identity": job.identity,
-                **provenance,
-                "seed": job.seed,
-                "history": histories[k],
-                "group": [j.name for j in group],
-                "group_wall_time_s": wall,
-                "samples_per_s": spec0.epochs * n * len(group) / wall,
-                "transfer_size": n,
-                "device": str(x.device),
-            }
-            state = model.state_of(k)
-            if best is not None:
-                record["best_epoch"] = best.epoch[k]
-                state.update({BEST + name: t for name, t in best.state[k].items()})
-            saved = store.save(job.name, job.key, state, record)
-            final, best_state = _split_best(saved.state)
-            folder = store.folder(job.name, job.key)
-            trained.append(
-                TrainedModel(
-                    job.name, job.spec.arch, job.spec.sizes, final, saved.record, False, folder, best_state
-                )
-            )
-        if not opts.quiet:
-            print(f"trained {label} in {wall:.1f} s")
-        return trained
-
-    by_shape: dict[tuple, list[int]] = {}
-    for i in missing:
-        by_shape.setdefault(jobs[i].spec.group_key(), []).append(i)
-    for members in by_shape.values():
-        size = max(1, opts.memory_mb * 2**20 // group_memory_bytes(jobs[members[0]].spec, image_shape))
-        for chunk in (members[i : i + size] for i in range(0, len(members), size)):
-            done.update(zip(chunk, train_and_save(chunk)))
-    return [done[i] for i in range(len(jobs))]
-
-
 def stack(
     models: list[TrainedModel], device: torch.device, image_shape: tuple[int, int, int] | None = None
 ) -> StackedModule:
@@ -249,36 +178,14 @@ def provenance(config: dict, data_hashes: dict[str, str]) -> dict:
 
 
 @dataclass
-class Stage:
-    """Models trained (or reused) together, and what that took in this run."""
+class Teacher(SoftTargets):
+    """A trained teacher ready to teach (its soft targets: see `SoftTargets`), with its logits
+    on the test images."""
 
-    models: list[TrainedModel]
-    seconds: float  # wall time of this run's stage (small when the models were reused)
-    cpu_seconds: float  # CPU time of this process (all threads): robust to other jobs on the machine
-
-    @property
-    def reused(self) -> bool:
-        return all(m.reused for m in self.models)
-
-    @property
-    def training_seconds(self) -> float:
-        """Wall time of training, as recorded when the models were trained."""
-        groups = {(tuple(m.record["group"]), m.record["group_wall_time_s"]) for m in self.models}
-        return sum(wall for _, wall in groups)
-
-
-@dataclass
-class Teacher:
-    """A trained teacher ready to teach: its logits on every training and test image, computed
-    once (exact for students that see the images as stored), and the network itself for
-    students that see moved (jittered) images."""
-
-    model: TrainedModel
-    key: str
-    stage: Stage  # its training (or reuse) in this run
-    net: StackedModule
-    logits: torch.Tensor  # [N, C] on every training image
-    test_logits: torch.Tensor  # [N_test, C]
+    model: TrainedModel | None = None
+    key: str = ""
+    stage: Stage | None = None  # its training (or reuse) in this run
+    test_logits: torch.Tensor | None = None  # [N_test, C]
 
 
 @dataclass
@@ -308,52 +215,153 @@ class Lab:
         if self.opts.out is not None:
             prepare_out(self.opts.out, protocol, claimed_settings(self.provenance))
 
+    @property
+    def training(self) -> TrainingData:
+        return TrainingData(self.x, self.y, self.num_classes, self.data.image_shape)
+
     def train(
         self,
         jobs: list[ModelJob],
         transfer: torch.Tensor,
-        monitor: tuple[torch.Tensor, torch.Tensor] | None = None,
+        monitor: Monitor | None = None,
         teacher: Teacher | None = None,
         keep_best: bool = False,
     ) -> Stage:
-        """Train (or reuse) `jobs` on the training rows `transfer`; distilled jobs learn from
-        `teacher`; `monitor` is the labelled set of the learning curves (default: the test set,
-        which is never used for any choice) and, with `keep_best`, of the epoch whose weights
-        each model keeps for early stopping. `transfer` is one set of rows, or one per job."""
+        """Reuse the finished models among `jobs` and train the rest on the training rows
+        `transfer` (one set of rows, or one per job) in groups as large as the memory budget
+        allows, each saved as soon as its group finishes. Distilled jobs learn from `teacher`;
+        `monitor` is the labelled set of the learning curves (default: the test set, which is
+        never used for any choice) and, with `keep_best`, of the epoch whose weights each model
+        also keeps for early stopping."""
         assert self.provenance is not None, "claim the run before training"
         began, began_cpu = time.perf_counter(), time.process_time()
-        x_mon, y_mon = monitor if monitor is not None else (self.x_test, self.y_test)
-        models = train_or_load(
-            jobs,
-            self.store,
-            self.opts,
-            self.x,
-            self.y,
-            transfer,
-            None if teacher is None else teacher.logits,
-            x_mon,
-            y_mon,
-            self.num_classes,
-            self.provenance,
-            teacher=None if teacher is None else teacher.net,
-            image_shape=self.data.image_shape,
-            keep_best=keep_best,
-        )
+        monitor = monitor or Monitor(self.x_test, self.y_test)
+        done: dict[int, TrainedModel] = {}
+        by_shape: dict[tuple, list[int]] = {}
+        for i, job in enumerate(jobs):
+            stored = None if self.opts.fresh else self.store.load(job.name, job.key)
+            if stored is None or (keep_best and "best_epoch" not in stored.record):
+                by_shape.setdefault(job.spec.group_key(), []).append(i)
+            else:
+                final, best = _split_best(stored.state)
+                folder = self.store.folder(job.name, job.key)
+                done[i] = TrainedModel(
+                    job.name, job.spec.arch, job.spec.sizes, final, stored.record, True, folder, best
+                )
+        for members in by_shape.values():
+            memory = group_memory_bytes(jobs[members[0]].spec, self.data.image_shape)
+            size = max(1, self.opts.memory_mb * 2**20 // memory)
+            for chunk in (members[i : i + size] for i in range(0, len(members), size)):
+                rows = transfer if transfer.dim() == 1 else transfer[chunk]
+                trained = self._train_and_save([jobs[i] for i in chunk], rows, monitor, teacher, keep_best)
+                done.update(zip(chunk, trained))
+        models = [done[i] for i in range(len(jobs))]
         return Stage(models, time.perf_counter() - began, time.process_time() - began_cpu)
 
-    def teacher(
-        self, job: ModelJob, transfer: torch.Tensor, monitor: tuple[torch.Tensor, torch.Tensor] | None = None
-    ) -> Teacher:
+    def _train_and_save(
+        self,
+        group: list[ModelJob],
+        transfer: torch.Tensor,
+        monitor: Monitor,
+        teacher: Teacher | None,
+        keep_best: bool,
+    ) -> list[TrainedModel]:
+        """One group trained together, each model saved with its record."""
+        n, spec0 = transfer.shape[-1], group[0].spec
+        names = ", ".join(sorted({j.name for j in group}))
+        label = f"{names} ×{len(group) // len({j.name for j in group})}" if len(group) > 2 else names
+        total = spec0.epochs * steps_per_epoch(n, spec0.batch_size)
+        best = BestEpoch(len(group)) if keep_best else None
+        with tqdm(total=total, desc=label, disable=self.opts.quiet, unit="step", leave=False) as bar:
+            start = time.perf_counter()
+            model, histories = self.fit([j.spec for j in group], transfer, monitor, teacher, bar.update, best)
+            wall = time.perf_counter() - start
+        trained = []
+        for k, job in enumerate(group):
+            record = {
+                "name": job.name,
+                "key": job.key,
+                "spec": asdict(job.spec),
+                "identity": job.identity,
+                **self.provenance,
+                "seed": job.seed,
+                "history": histories[k],
+                "group": [j.name for j in group],
+                "group_wall_time_s": wall,
+                "samples_per_s": spec0.epochs * n * len(group) / wall,
+                "transfer_size": n,
+                "device": str(self.x.device),
+            }
+            state = model.state_of(k)
+            if best is not None:
+                record["best_epoch"] = best.epoch[k]
+                state.update({BEST + name: t for name, t in best.state[k].items()})
+            saved = self.store.save(job.name, job.key, state, record)
+            final, best_state = _split_best(saved.state)
+            folder = self.store.folder(job.name, job.key)
+            trained.append(
+                TrainedModel(
+                    job.name, job.spec.arch, job.spec.sizes, final, saved.record, False, folder, best_state
+                )
+            )
+        if not self.opts.quiet:
+            print(f"trained {label} in {wall:.1f} s")
+        return trained
+
+    def fit(
+        self,
+        specs: list[TrainSpec],
+        transfer: torch.Tensor,
+        monitor: Monitor,
+        teacher: SoftTargets | None = None,
+        on_step: Callable[[], None] | None = None,
+        on_epoch: Callable[[int, StackedModule, EvalResult], None] | None = None,
+    ) -> tuple[StackedModule, list[list[dict]]]:
+        """Models trained together on the Lab's training data, not stored (`train` stores them;
+        a search's trials report each epoch instead)."""
+        return train_group(specs, self.training, transfer, monitor, teacher, on_step, on_epoch)
+
+    def teacher(self, job: ModelJob, transfer: torch.Tensor, monitor: Monitor | None = None) -> Teacher:
         """The teacher of `job`, trained (or reused), with its logits computed once."""
         stage = self.train([job], transfer, monitor)
         net = stack(stage.models, self.device, self.data.image_shape)
-        return Teacher(
-            stage.models[0], job.key, stage, net, predict(net, self.x)[0], predict(net, self.x_test)[0]
-        )
+        logits, test_logits = predict(net, self.x)[0], predict(net, self.x_test)[0]
+        return Teacher(logits, net, stage.models[0], job.key, stage, test_logits)
 
     def logits(self, models: list[TrainedModel], x: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [K, N, C] of `models` (one architecture) on `x` (default: the test images)."""
         return predict(stack(models, self.device, self.data.image_shape), self.x_test if x is None else x)
+
+    def evaluate(
+        self,
+        models: list[TrainedModel],
+        on: tuple[torch.Tensor, torch.Tensor] | None = None,
+        omit: tuple[int, ...] = (),
+        shifts: list[float] | None = None,
+    ) -> list[Score]:
+        """Each model scored on the labelled set `on` (default: the test set); with `omit`,
+        after adding its shift (default 0) to the logits of those classes."""
+        x, y = on if on is not None else (self.x_test, self.y_test)
+        return scores(self.logits(models, x), y, self.num_classes, omit, shifts)
+
+    def calibrate(
+        self,
+        models: list[TrainedModel],
+        omit: tuple[int, ...],
+        strategies: tuple[str, ...],
+        given: Calibration,
+    ) -> dict[str, list[float | None]]:
+        """Each strategy's shift of the classes `omit` for every model (None where prior
+        matching finds none)."""
+        test = self.logits(models)
+        val = None if given.val is None else self.logits(models, given.val[0])
+        return {
+            strategy: [
+                shift(strategy, omit, (test[k], self.y_test), None if val is None else val[k], given)
+                for k in range(len(models))
+            ]
+            for strategy in strategies
+        }
 
 
 def open_lab(opts: RunOptions, dataset: str) -> Lab:

@@ -9,332 +9,353 @@ the paper's value and by the value best for this model. A temperature sweep over
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
-from kdlab.calibration import (
-    accuracy_at,
-    best_shift,
-    label_share,
-    prediction_share_shift,
-    prior_matching_shift,
+from kdlab.calibration import label_share
+from kdlab.config import RunOptions
+from kdlab.evaluation import Calibration
+from kdlab.protocols.common import (
+    Lab,
+    ModelJob,
+    Teacher,
+    TrainedModel,
+    data_identity,
+    taught_by,
+    train_spec,
 )
-from kdlab.config import RunOptions, to_dict
-from kdlab.errors import KdlabError
-from kdlab.protocols.common import ModelJob, Stage, data_identity, open_lab, taught_by
-from kdlab.reporting.hinton2015 import write_hinton2015_outputs
-from kdlab.result import Result
-from kdlab.seeds import derive_seed
-from kdlab.settings.hinton2015 import NAME, Hinton2015Config
-from kdlab.settings.study import require_every_class
+from kdlab.protocols.contract import Measured, Protocol
+from kdlab.reporting import hinton2015 as reporting
+from kdlab.result import Stage
+from kdlab.settings.hinton2015 import HELP, KEPT, NAME, OMITTED, Hinton2015Config
 from kdlab.training.engine import TrainSpec
 
-OMITTED = 3  # the mythical digit
-KEPT = (7, 8)  # the only digits of the second reduced transfer set
 PAPER_SHIFT_3 = 3.5  # added to the bias of class 3
 PAPER_SHIFT_78 = -7.6  # added to the biases of classes 7 and 8
 # soft-target weight of the T^2 ablation: the hard labels weighted 0.1, as in the published
 # reproduction (kdlab run mythical-digit's default), whose loss left the T^2 factor out
 ABLATION_ALPHA = 0.9
 NOT_FOUND = "not found"  # a calibration row whose shift could not be chosen
+# the label-free and oracle shifts of the table, by the calibration strategy that chooses them
+STRATEGY_OF = {
+    "best on test": "oracle-test",
+    "prior matching": "prior-matching",
+    "prediction share": "prediction-share",
+}
 
 
-def run(config: Hinton2015Config, opts: RunOptions) -> Result:
-    start = time.perf_counter()
-    lab = open_lab(opts, config.dataset)
-    data, x, y, y_test = lab.data, lab.x, lab.y, lab.y_test
-    if len(data.classes) <= max(OMITTED, *KEPT):
-        raise KdlabError(f"{config.dataset} has too few classes for this protocol")
-    subset = config.resolved("subset")
-    if subset > len(x):
-        raise KdlabError(f"subset {subset} is larger than the training set ({len(x)})")
-    require_every_class(data.y_train[: subset or len(x)], data.classes, subset)
-    lab.claim(NAME, to_dict(config))
-    rows = torch.arange(subset or len(x), device=lab.device)
-    num_classes = len(data.classes)
-    rows_id = {**data_identity(data, lab.device), "subset": subset}
+@dataclass(frozen=True)
+class Group:
+    """Students of one loss, one per student seed (the first seed's keep the plain name, so a
+    run with more seeds reuses them); alpha None: --alpha."""
 
-    def spec(hidden, alpha, temperature, epochs, role, **regularisers) -> TrainSpec:
-        return make_spec(config, data, hidden, alpha, temperature, epochs, role, **regularisers)
+    base: str
+    alpha: float | None = None
+    t2: bool | None = None  # None: --t2
 
-    def job(name: str, train_spec: TrainSpec, transfer_name: str, distils: bool, seed: int) -> ModelJob:
-        identity = {"rows": rows_id, "transfer": transfer_name, "monitor": "test set"}
-        return ModelJob(name, train_spec, taught_by(identity, teacher.model) if distils else identity, seed)
 
-    # The teacher: every regulariser the paper names
-    teacher_spec = spec(
-        config.teacher_hidden,
-        0.0,
-        1.0,
-        config.resolved("teacher_epochs"),
-        "teacher",
-        dropout=config.teacher_dropout,
-        input_dropout=config.input_dropout,
-        max_norm=config.max_norm,
-        jitter=config.jitter,
-        optimizer=config.teacher_optimizer,
-        lr=config.teacher_lr,
-    )
-    teacher = lab.teacher(job("Teacher", teacher_spec, "all", False, config.seed), rows)
+@dataclass(frozen=True)
+class Step:
+    """A stage of 800-800 students trained together on one transfer set."""
+
+    name: str
+    transfer: str  # all, no3, only78
+    groups: tuple[Group, ...]
+
+
+STEPS = (
+    Step("students", "all", (Group("Hard", alpha=0.0), Group("KD"))),
+    Step("no3", "no3", (Group("KD No3"),)),
+    Step("only78", "only78", (Group("KD 7,8 only"),)),
+    # What the T^2 factor does once the hard labels are in the loss: without it, at T = 20 the
+    # soft targets' gradients are 400 times smaller than the paper intends
+    Step(
+        "t2",
+        "no3",
+        (Group("KD No3 T2 on", ABLATION_ALPHA, t2=True), Group("KD No3 T2 off", ABLATION_ALPHA, t2=False)),
+    ),
+)
+
+
+def student_name(base: str, seed: int, first: int) -> str:
+    """The first seed's students keep the plain name (a run with more seeds reuses them)."""
+    return base if seed == first else f"{base} seed {seed}"
+
+
+@dataclass
+class Tested:
+    """The trained students' test errors, as the rows read them."""
+
+    lab: Lab
+    trained: dict[str, TrainedModel]
+    seeds: list[int]
+    first_seed: int
+    teacher_errors: int
+    shifts: dict[str, dict[str, list[float | None]]]  # per moved set ("3", "7,8"), per strategy
+
+    def named(self, base: str, seed: int) -> str:
+        return student_name(base, seed, self.first_seed)
+
+    def errors(self, base: str, moved: tuple[int, ...] = (OMITTED,), shifts: list | None = None) -> list:
+        """Each seed's (all, on `moved`) test errors, after its own shift when one is given."""
+        models = [self.trained[self.named(base, s)] for s in self.seeds]
+        return [(s.errors, s.omitted_errors) for s in self.lab.evaluate(models, omit=moved, shifts=shifts)]
+
+
+@dataclass(frozen=True)
+class Row:
+    """A line of the side-by-side table: its label ({T}: the students' temperature, {t3}: the
+    test 3s), the paper's number, and what kdlab measures for it."""
+
+    label: str
+    paper: float | str | None
+    value: Callable[[Tested], list]
+    unit: str = "errors"
+    stage: str = "no3"
+
+    def measure(self, tested: Tested, names: dict) -> list[tuple]:
+        return [(self.label.format(**names), self.paper, self.value(tested), self.unit, self.stage)]
+
+
+@dataclass(frozen=True)
+class Shifted:
+    """The rows of a bias shift, one per strategy: errors overall (and, with `on_moved`, on the
+    moved classes) after each seed's shift; a strategy that found none says so."""
+
+    label: str  # "… bias of 3 raised": " by <shift> (<strategy>)" follows
+    classes: str  # key of the shifts: "3" or "7,8"
+    base: str
+    moved: tuple[int, ...]  # the classes whose errors the shift moves
+    paper: tuple  # the paper's numbers for its own shift: overall (, on the moved classes)
+    on_moved: str | None = None  # suffix of the row on the moved classes
+    percent: bool = False
+    stage: str = "no3"
+
+    def measure(self, tested: Tested, names: dict) -> list[tuple]:
+        unit, rows = "% error" if self.percent else "errors", []
+        for how, shifts in tested.shifts[self.classes].items():
+            suffixes = ("", *([self.on_moved] if self.on_moved else []))
+            if None in shifts:  # prior matching found no shift: the rows say so
+                rows += [(f"{self.label} ({how}){x}", None, [NOT_FOUND], unit, self.stage) for x in suffixes]
+                continue
+            errors = tested.errors(self.base, self.moved, shifts)
+            label = f"{self.label} by {_shift_text(shifts)} ({how})"
+            for i, x in enumerate(suffixes):
+                values = [e[i] for e in errors]
+                values = [100 * e / len(tested.lab.y_test) for e in values] if self.percent else values
+                rows.append((label + x, self.paper[i] if how == "paper" else None, values, unit, self.stage))
+        return rows
+
+
+def errors(base: str, on_moved: bool = False, shift: float | None = None, percent: bool = False) -> Callable:
+    """A row's value: each seed's test errors of the students `base` (on the 3s with
+    `on_moved`), after the shift `shift` of class 3; as % of the test set with `percent`."""
+
+    def value(tested: Tested) -> list:
+        shifts = None if shift is None else [shift] * len(tested.seeds)
+        found = [e[on_moved] for e in tested.errors(base, (OMITTED,), shifts)]
+        return [100 * e / len(tested.lab.y_test) for e in found] if percent else found
+
+    return value
+
+
+_T2 = f"no 3s, hard labels weighted {1 - ABLATION_ALPHA:.1f}, T² {{}}, bias of 3 +3.50"
+ROWS = (
+    Row(
+        "teacher 784-1200-1200-10 (dropout, max-norm, 2-px jitter)",
+        67,
+        lambda t: [t.teacher_errors],
+        stage="teacher",
+    ),
+    Row("784-800-800-10, no regularisation, hard labels", 146, errors("Hard"), stage="students"),
+    Row("784-800-800-10 distilled at T={T}", 74, errors("KD"), stage="students"),
+    Row("same, transfer set without any 3", 206, errors("KD No3")),
+    Row("… of them on the {t3} test 3s", 133, errors("KD No3", on_moved=True)),
+    Shifted("… bias of 3 raised", "3", "KD No3", (OMITTED,), (109, 14), on_moved=": errors on 3s"),
+    Row(
+        "transfer set holding only 7s and 8s", 47.3, errors("KD 7,8 only", percent=True), "% error", "only78"
+    ),
+    Shifted("… biases of 7 and 8 moved", "7,8", "KD 7,8 only", KEPT, (13.2,), percent=True, stage="only78"),
+    *(
+        row
+        for state in ("on", "off")
+        for row in (
+            Row(_T2.format(state), None, errors(f"KD No3 T2 {state}", shift=PAPER_SHIFT_3), stage="t2"),
+            Row(
+                _T2.format(state) + ": errors on 3s",
+                None,
+                errors(f"KD No3 T2 {state}", on_moved=True, shift=PAPER_SHIFT_3),
+                stage="t2",
+            ),
+        )
+    ),
+)
+
+
+@dataclass
+class Hinton2015Measured(Measured):
+    rows: list[tuple]  # per row of the table: (experiment, paper, per-seed values, unit, stage)
+    sweep: dict  # the T-sweep's test errors per width
+    shifts: dict  # each strategy's shift per seed, per moved set of classes
+    stages: dict[str, Stage]
+
+
+def measure(lab: Lab, config: Hinton2015Config) -> Hinton2015Measured:
+    """Train (or reuse) the teacher, the declared stages and the T-sweep; measure every row."""
+    rows = torch.arange(config.resolved("subset") or len(lab.x), device=lab.device)
+    recipe = Recipe(config, lab)
+    teacher = lab.teacher(recipe.teacher(), rows)
     stages = {"teacher": teacher.stage}
-    _report_stage("teacher", stages["teacher"], opts)
-
-    # The 800-800 students: hard labels, distilled, distilled without 3s, distilled on 7s and 8s,
-    # each over the student seeds (the first seed's models keep the plain names, so a run with
-    # more seeds reuses them)
-    epochs, hidden, temp = config.resolved("student_epochs"), config.student_hidden, config.temperature
-    seeds = config.student_seeds()
-
-    def named(base: str, seed: int) -> str:
-        return base if seed == config.seed else f"{base} seed {seed}"
-
-    def students(base: str, transfer_name: str, alpha: float, **loss) -> list[ModelJob]:
-        return [
-            job(
-                named(base, s),
-                spec(hidden, alpha, temp, epochs, "student", seed=s, **loss),
-                transfer_name,
-                alpha > 0,
-                s,
-            )
-            for s in seeds
-        ]
-
-    on = y[rows]
+    _report_stage("teacher", stages["teacher"], lab.opts)
+    on = lab.y[rows]
     transfers = {
         "all": rows,
         "no3": rows[on != OMITTED],
         "only78": rows[torch.isin(on, torch.tensor(KEPT, device=lab.device))],
     }
-    planned = {
-        "students": ("all", students("Hard", "all", 0.0) + students("KD", "all", config.alpha)),
-        "no3": ("no3", students("KD No3", "no3", config.alpha)),
-        "only78": ("only78", students("KD 7,8 only", "only78", config.alpha)),
-        # What the T^2 factor does once the hard labels are in the loss: without it, at T = 20
-        # the soft targets' gradients are 400 times smaller than the paper intends
-        "t2": (
-            "no3",
-            students("KD No3 T2 on", "no3", ABLATION_ALPHA, t2=True)
-            + students("KD No3 T2 off", "no3", ABLATION_ALPHA, t2=False),
-        ),
-    }
-    for name, (transfer_name, jobs) in planned.items():
-        stages[name] = lab.train(jobs, transfers[transfer_name], teacher=teacher)
-        _report_stage(name, stages[name], opts)
-
-    # The T-sweep: small students at every temperature, with a hard-label baseline per width
-    sweep_jobs, sweep_index = [], []
-    for width in config.sweep_widths:
-        h = (width, width)
-        sweep_jobs.append(
-            job(
-                f"Hard {width}",
-                spec(h, 0.0, 1.0, config.resolved("sweep_epochs"), "sweep"),
-                "all",
-                False,
-                config.seed,
-            )
-        )
-        sweep_index.append((width, None))
-        for t in config.sweep_temperatures:
-            s = spec(h, config.alpha, t, config.resolved("sweep_epochs"), "sweep")
-            sweep_jobs.append(job(f"KD {width} T={t:g}", s, "all", True, config.seed))
-            sweep_index.append((width, t))
-    stages["sweep"] = lab.train(sweep_jobs, transfers["all"], teacher=teacher)
-    _report_stage("sweep", stages["sweep"], opts)
-
-    # Test errors, and the bias shifts
-    test_logits = lab.logits
-    teacher_test = teacher.test_logits
-    trained = {m.name: m for name in planned for m in stages[name].models}
-    logits = dict(zip(trained, test_logits(list(trained.values()))))
-    n_test = len(y_test)
-    others = tuple(c for c in range(num_classes) if c not in KEPT)
-
-    def errors_at(name: str, moved: tuple[int, ...], shift: float) -> tuple[int, int]:
-        """Test errors (all, on the classes `moved`) after adding `shift` to their biases."""
-        overall, on_moved = accuracy_at(logits[name], y_test, moved, torch.tensor([float(shift)]))
-        n_moved = int(torch.isin(y_test, torch.tensor(moved, device=lab.device)).sum())
-        return round(n_test * (1 - float(overall[0]))), round(n_moved * (1 - float(on_moved[0])))
-
-    def per_seed(base: str, moved: tuple[int, ...] = (OMITTED,), shifts: list | None = None) -> list:
-        """Each seed's (all, on `moved`) test errors, after its own shift when one is given."""
-        return [errors_at(named(base, s), moved, shifts[k] if shifts else 0.0) for k, s in enumerate(seeds)]
+    for step in STEPS:
+        jobs = [job for group in step.groups for job in recipe.students(group, step.transfer, teacher)]
+        stages[step.name] = lab.train(jobs, transfers[step.transfer], teacher=teacher)
+        _report_stage(step.name, stages[step.name], lab.opts)
+    sweep_jobs, sweep_index = recipe.sweep(teacher)
+    stages["sweep"] = lab.train(sweep_jobs, rows, teacher=teacher)
+    _report_stage("sweep", stages["sweep"], lab.opts)
 
     # the label-free shifts read no test label: only the test images and the training labels
-
-    def shifts_for(base: str, moved: tuple[int, ...], sign: float) -> dict[str, list[float | None]]:
-        """Each strategy's shift of each seed's student; `sign` -1 lowers the kept classes by
-        raising the others (softmax ignores a common shift)."""
-        found, share = {}, label_share(on, moved)
-        for s in seeds:
-            z = logits[named(base, s)]
-            choices = {
-                "best on test": best_shift(z, y_test, moved),
-                "prior matching": prior_matching_or_none(z, teacher_test, moved),
-                "prediction share": prediction_share_shift(z, moved, share),
-            }
-            for how, value in choices.items():
-                found.setdefault(how, []).append(None if value is None else sign * value)
-        return found
-
-    shifts_3 = {"paper": [PAPER_SHIFT_3] * len(seeds), **shifts_for("KD No3", (OMITTED,), 1.0)}
-    shifts_78 = {"paper": [PAPER_SHIFT_78] * len(seeds), **shifts_for("KD 7,8 only", others, -1.0)}
+    trained = {m.name: m for step in STEPS for m in stages[step.name].models}
+    tested = Tested(
+        lab, trained, config.student_seeds(), config.seed, lab.evaluate([teacher.model])[0].errors, {}
+    )
+    others = tuple(c for c in range(len(lab.data.classes)) if c not in KEPT)
+    for classes, base, moved, paper, sign in (
+        ("3", "KD No3", (OMITTED,), PAPER_SHIFT_3, 1.0),
+        ("7,8", "KD 7,8 only", others, PAPER_SHIFT_78, -1.0),  # -1: the kept classes lowered
+    ):
+        models = [trained[tested.named(base, s)] for s in tested.seeds]
+        found = lab.calibrate(
+            models,
+            moved,
+            tuple(STRATEGY_OF.values()),
+            Calibration(teacher.test_logits, label_share(on, moved)),
+        )
+        tested.shifts[classes] = {
+            "paper": [paper] * len(tested.seeds),
+            **{how: [None if v is None else sign * v for v in found[s]] for how, s in STRATEGY_OF.items()},
+        }
     sweep_errors = []
     for width in config.sweep_widths:  # one stack per width
         models = [m for m, (w, _) in zip(stages["sweep"].models, sweep_index) if w == width]
-        sweep_errors += (test_logits(models).argmax(-1) != y_test).sum(1).tolist()
+        sweep_errors += [score.errors for score in lab.evaluate(models)]
     sweep = _sweep_table(sweep_index, sweep_errors)
+    names = {"T": f"{config.temperature:g}", "t3": int((lab.y_test == OMITTED).sum())}
+    measured = [row for declared in ROWS for row in declared.measure(tested, names)]
+    return Hinton2015Measured(
+        config,
+        {n: s.models for n, s in stages.items()},
+        measured + _sweep_rows(sweep),
+        sweep,
+        tested.shifts,
+        stages,
+    )
 
-    seconds = {name: stage.training_seconds for name, stage in stages.items()}
-    reused = {name: stage.reused for name, stage in stages.items()}
 
-    def row(experiment: str, paper, values: list, unit: str, stage: str) -> dict:
-        return _row(experiment, paper, values, unit, stage, seconds[stage], reused[stage])
+PROTOCOL = Protocol(NAME, HELP, Hinton2015Config, measure, reporting.analyse, reporting.render)
 
-    def percent(errors: list) -> list[float]:
-        return [100 * e / n_test for e in errors]
 
-    t3 = int((y_test == OMITTED).sum())
-    teacher_errors = int((teacher_test.argmax(-1) != y_test).sum())
-    no3 = per_seed("KD No3", (OMITTED,))
-    rows_out = [
-        row(
-            "teacher 784-1200-1200-10 (dropout, max-norm, 2-px jitter)",
-            67,
-            [teacher_errors],
-            "errors",
-            "teacher",
-        ),
-        row(
-            "784-800-800-10, no regularisation, hard labels",
-            146,
-            [e for e, _ in per_seed("Hard")],
-            "errors",
-            "students",
-        ),
-        row(
-            f"784-800-800-10 distilled at T={temp:g}",
-            74,
-            [e for e, _ in per_seed("KD")],
-            "errors",
-            "students",
-        ),
-        row("same, transfer set without any 3", 206, [e for e, _ in no3], "errors", "no3"),
-        row(f"… of them on the {t3} test 3s", 133, [e for _, e in no3], "errors", "no3"),
-    ]
-    for how, shifts in shifts_3.items():
-        if None in shifts:  # prior matching found no shift: the rows say so
-            for suffix in ("", ": errors on 3s"):
-                rows_out.append(
-                    row(f"… bias of 3 raised ({how}){suffix}", None, [NOT_FOUND], "errors", "no3")
-                )
-            continue
-        moved = per_seed("KD No3", (OMITTED,), shifts)
-        label = f"… bias of 3 raised by {_shift_text(shifts)} ({how})"
-        paper = how == "paper"
-        rows_out.append(row(label, 109 if paper else None, [e for e, _ in moved], "errors", "no3"))
-        rows_out.append(
-            row(f"{label}: errors on 3s", 14 if paper else None, [e for _, e in moved], "errors", "no3")
+@dataclass
+class Recipe:
+    """The models of the reproduction as jobs: the regularised teacher, the 800-800 students
+    and the T-sweep's small students."""
+
+    config: Hinton2015Config
+    lab: Lab
+
+    def spec(self, hidden: tuple[int, ...], role: str, seed: int, **fields) -> TrainSpec:
+        """One model's training settings: the students' optimiser and no regulariser unless
+        `fields` say otherwise (the teacher's); jittered transfer sets for distilled students
+        when `--jitter-transfer` is on."""
+        c = self.config
+        optimizer = fields.pop("optimizer", c.student_optimizer)
+        alpha = fields["alpha"]
+        return train_spec(
+            self.lab.data,
+            hidden,
+            role,
+            seed,
+            batch_size=c.batch_size,
+            lr=fields.pop("lr", c.student_lr),
+            t2=fields.pop("t2", c.t2),
+            optimizer=optimizer,
+            momentum=c.momentum if optimizer != "adam" else 0.0,
+            schedule=c.schedule,
+            dropout=fields.pop("dropout", 0.0),
+            jitter=fields.pop("jitter", c.jitter if c.jitter_transfer and alpha > 0 else 0),
+            **fields,
         )
-    only78 = [e for e, _ in per_seed("KD 7,8 only")]
-    rows_out.append(row("transfer set holding only 7s and 8s", 47.3, percent(only78), "% error", "only78"))
-    for how, shifts in shifts_78.items():
-        if None in shifts:
-            rows_out.append(row(f"… biases of 7 and 8 moved ({how})", None, [NOT_FOUND], "% error", "only78"))
-            continue
-        moved = [e for e, _ in per_seed("KD 7,8 only", KEPT, shifts)]
-        label = f"… biases of 7 and 8 moved by {_shift_text(shifts)} ({how})"
-        rows_out.append(row(label, 13.2 if how == "paper" else None, percent(moved), "% error", "only78"))
-    for state in ("on", "off"):
-        moved = per_seed(f"KD No3 T2 {state}", (OMITTED,), [PAPER_SHIFT_3] * len(seeds))
-        label = f"no 3s, hard labels weighted {1 - ABLATION_ALPHA:.1f}, T² {state}, bias of 3 +3.50"
-        rows_out.append(row(label, None, [e for e, _ in moved], "errors", "t2"))
-        rows_out.append(row(f"{label}: errors on 3s", None, [e for _, e in moved], "errors", "t2"))
-    rows_out += _sweep_rows(sweep, row)
-    return write_hinton2015_outputs(
-        config=config,
-        rows=rows_out,
-        sweep=sweep,
-        shifts={"3": shifts_3, "7,8": shifts_78},
-        stages={
-            name: {
-                "seconds": s.seconds,
-                "cpu_seconds": s.cpu_seconds,
-                "training_seconds": s.training_seconds,
-                "reused": s.reused,
-            }
-            for name, s in stages.items()
-        },
-        histories={m.name: m.record["history"] for stage in stages.values() for m in stage.models},
-        provenance=lab.provenance,
-        wall_time_s=time.perf_counter() - start,
-        models={name: stage.models for name, stage in stages.items()},
-    )
 
+    def job(self, name: str, spec: TrainSpec, transfer: str, teacher: Teacher | None, seed: int) -> ModelJob:
+        rows_id = {**data_identity(self.lab.data, self.lab.device), "subset": self.config.resolved("subset")}
+        identity = {"rows": rows_id, "transfer": transfer, "monitor": "test set"}
+        return ModelJob(name, spec, identity if teacher is None else taught_by(identity, teacher.model), seed)
 
-def make_spec(
-    config: Hinton2015Config, data, hidden, alpha, temperature, epochs, role, **regularisers
-) -> TrainSpec:
-    """One model's training settings: the students' optimiser and no regulariser unless
-    `regularisers` say otherwise (the teacher's); jittered transfer sets for distilled students
-    when `--jitter-transfer` is on."""
-    optimizer = regularisers.pop("optimizer", config.student_optimizer)
-    seed = regularisers.pop("seed", config.seed)
-    return TrainSpec(
-        sizes=(data.num_features, *hidden, len(data.classes)),
-        epochs=epochs,
-        batch_size=config.batch_size,
-        lr=regularisers.pop("lr", config.student_lr),
-        alpha=alpha,
-        temperature=temperature if alpha > 0 else 1.0,
-        t2=regularisers.pop("t2", config.t2) and alpha > 0,
-        init_seed=derive_seed(seed, f"{role}-init"),
-        stream_seed=derive_seed(seed, f"{role}-stream"),
-        optimizer=optimizer,
-        momentum=config.momentum if optimizer != "adam" else 0.0,
-        schedule=config.schedule,
-        dropout=regularisers.pop("dropout", 0.0),
-        jitter=regularisers.pop("jitter", config.jitter if config.jitter_transfer and alpha > 0 else 0),
-        **regularisers,
-    )
+    def teacher(self) -> ModelJob:
+        """Every regulariser the paper names."""
+        c = self.config
+        spec = self.spec(
+            c.teacher_hidden,
+            "teacher",
+            c.seed,
+            alpha=0.0,
+            temperature=1.0,
+            epochs=c.resolved("teacher_epochs"),
+            dropout=c.teacher_dropout,
+            input_dropout=c.input_dropout,
+            max_norm=c.max_norm,
+            jitter=c.jitter,
+            optimizer=c.teacher_optimizer,
+            lr=c.teacher_lr,
+        )
+        return self.job("Teacher", spec, "all", None, c.seed)
 
+    def students(self, group: Group, transfer: str, teacher: Teacher) -> list[ModelJob]:
+        c = self.config
+        alpha = c.alpha if group.alpha is None else group.alpha
+        loss = {} if group.t2 is None else {"t2": group.t2}
+        return [
+            self.job(
+                student_name(group.base, s, c.seed),
+                self.spec(
+                    c.student_hidden,
+                    "student",
+                    s,
+                    alpha=alpha,
+                    temperature=c.temperature,
+                    epochs=c.resolved("student_epochs"),
+                    **loss,
+                ),
+                transfer,
+                teacher if alpha > 0 else None,
+                s,
+            )
+            for s in c.student_seeds()
+        ]
 
-def prior_matching_or_none(
-    student: torch.Tensor, teacher: torch.Tensor, omit: tuple[int, ...]
-) -> float | None:
-    """The prior-matching shift, or None where none in [-100, 100] matches: found only after
-    every model has trained, so the row reports it rather than the run failing."""
-    try:
-        return prior_matching_shift(student, teacher, omit)
-    except KdlabError:
-        return None
-
-
-def _negated(shift: float | None) -> float | None:
-    return None if shift is None else -shift
-
-
-def _row(experiment, paper, values: list, unit: str, stage: str, seconds: float, reused: bool) -> dict:
-    """One line of the side-by-side table: the mean over the student seeds' `values` (one value:
-    itself) with their min and max; `stage` names the training it needed, whose recorded
-    training time is the row's time."""
-    numeric = all(isinstance(v, (int, float)) for v in values)
-    kdlab = (values[0] if len(values) == 1 else sum(values) / len(values)) if numeric else values[0]
-    return {
-        "experiment": experiment,
-        "paper": paper,
-        "kdlab": kdlab,
-        "difference": kdlab - paper if numeric and isinstance(paper, (int, float)) else None,
-        "per_seed": values,
-        "min": min(values) if numeric else None,
-        "max": max(values) if numeric else None,
-        "unit": unit,
-        "stage": stage,
-        "stage_seconds": seconds,
-        "reused": reused,
-    }
+    def sweep(self, teacher: Teacher) -> tuple[list[ModelJob], list[tuple[int, float | None]]]:
+        """Small students at every temperature, with a hard-label baseline per width."""
+        c, jobs, index = self.config, [], []
+        epochs = c.resolved("sweep_epochs")
+        for width in c.sweep_widths:
+            h = (width, width)
+            spec = self.spec(h, "sweep", c.seed, alpha=0.0, temperature=1.0, epochs=epochs)
+            jobs.append(self.job(f"Hard {width}", spec, "all", None, c.seed))
+            index.append((width, None))
+            for t in c.sweep_temperatures:
+                spec = self.spec(h, "sweep", c.seed, alpha=c.alpha, temperature=t, epochs=epochs)
+                jobs.append(self.job(f"KD {width} T={t:g}", spec, "all", teacher, c.seed))
+                index.append((width, t))
+        return jobs, index
 
 
 def _shift_text(shifts: list[float]) -> str:
@@ -356,7 +377,7 @@ def _sweep_table(index: list[tuple[int, float | None]], errors: list[int]) -> di
     return table
 
 
-def _sweep_rows(sweep: dict, row) -> list[dict]:
+def _sweep_rows(sweep: dict) -> list[tuple]:
     """The paper's qualitative T-sweep claims, each as a measured row."""
     rows = []
     for width, entry in sweep.items():
@@ -364,12 +385,12 @@ def _sweep_rows(sweep: dict, row) -> list[dict]:
         best = temps[min(range(len(temps)), key=errors.__getitem__)]
         high = [e for t, e in zip(temps, errors) if t >= 8]
         paper = "2.5–4" if int(width) < 300 else "any above 8"
-        rows.append(row(f"{width}-unit students: best T", paper, [best], "T", "sweep"))
+        rows.append((f"{width}-unit students: best T", paper, [best], "T", "sweep"))
         if high:
             similar = "similar" if int(width) >= 300 else None
             span = f"{min(high)}–{max(high)}"
             rows.append(
-                row(f"{width}-unit students: errors over T ≥ 8 (min–max)", similar, [span], "errors", "sweep")
+                (f"{width}-unit students: errors over T ≥ 8 (min–max)", similar, [span], "errors", "sweep")
             )
     return rows
 

@@ -8,65 +8,71 @@ omitted classes removed ("No3"). Raising the omitted classes' output biases afte
 
 from __future__ import annotations
 
-import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 
-from kdlab.config import RunOptions
-from kdlab.protocols.study import evaluation, open_study, shift_output_bias
-from kdlab.reporting.mythical_digit import analyse, render
-from kdlab.result import Result
-from kdlab.settings.mythical_digit import NAME, MythicalDigitConfig
+from kdlab.evaluation import Score
+from kdlab.protocols.common import Lab
+from kdlab.protocols.contract import Measured, Protocol
+from kdlab.protocols.study import open_study, shift_output_bias
+from kdlab.reporting import mythical_digit as reporting
+from kdlab.reporting.mythical_digit import Columns
+from kdlab.settings.mythical_digit import HELP, METRICS, NAME, MythicalDigitConfig
 
 
-def columns(omit_names: list[str]) -> list[str]:
-    tag = "No" + ",".join(omit_names)
-    return ["Teacher", "Norm", "KD", f"Norm {tag}", f"KD {tag}", f"Norm {tag}+B", f"KD {tag}+B"]
+@dataclass
+class MythicalDigitMeasured(Measured):
+    columns: Columns
+    classes: tuple[str, ...]
+    omit: tuple[int, ...]
+    evaluations: dict[str, list[Score]]  # per column, one test score per seed
+    calibration: dict[str, dict]  # per No-omit column, every strategy's shifts and accuracies
+    bias_curves: dict[str, dict]
+    test_counts: list[int]
+
+    def trained(self) -> dict[str, list]:
+        return {name: self.models[name] for name in [self.columns.teacher, *self.columns.students]}
 
 
-def run(config: MythicalDigitConfig, opts: RunOptions) -> Result:
+def measure(lab: Lab, config: MythicalDigitConfig) -> MythicalDigitMeasured:
     """Train (or reuse) the teacher and the students of every seed, evaluate the seven columns."""
-    start = time.perf_counter()
-    study = open_study(config, opts, NAME, omit_fields=("omit",))
-    config, classes = study.config, study.data.classes
+    study = open_study(lab, config)
+    classes = study.data.classes
     omit = tuple(classes.index(name) for name in config.omit)
-    cols = columns(list(config.omit))
-    trained = {"Teacher": [study.teacher]}
-    trained[cols[1]], trained[cols[2]] = study.students((), (cols[1], cols[2]))
-    trained[cols[3]], trained[cols[4]] = study.students(omit, (cols[3], cols[4]))
+    cols = Columns.of(list(config.omit))
+    trained = {cols.teacher: [study.teacher]}
+    trained[cols.norm], trained[cols.kd] = study.students((), (cols.norm, cols.kd))
+    trained[cols.norm_no], trained[cols.kd_no] = study.students(omit, (cols.norm_no, cols.kd_no))
 
     # +B: the No-omit students with the omitted classes' output biases raised by the shift
     # the first calibration strategy chose for each of them
-    calibration = {col: study.calibrate(trained[col], omit) for col in cols[3:5]}
+    calibration = {col: study.calibrate(trained[col], omit) for col in (cols.norm_no, cols.kd_no)}
     first = config.calibration[0]
-    for src, dst in ((cols[3], cols[5]), (cols[4], cols[6])):
+    for src, dst in ((cols.norm_no, cols.norm_b), (cols.kd_no, cols.kd_b)):
         shifts = calibration[src][first]["shift"]
         trained[dst] = [
             replace(m, state=shift_output_bias(m.state, omit, s)) for m, s in zip(trained[src], shifts)
         ]
 
-    evaluations = {
-        "Teacher": evaluation(study.logits([study.teacher], study.x_test), study.y_test, len(classes))
-    }
-    students = [m for c in cols[1:] for m in trained[c]]
-    scored = evaluation(study.logits(students, study.x_test), study.y_test, len(classes))
-    for c in cols[1:]:
+    evaluations = {cols.teacher: lab.evaluate([study.teacher])}
+    rest = cols.all[1:]
+    scored = lab.evaluate([m for c in rest for m in trained[c]])
+    for c in rest:
         evaluations[c], scored = scored[: len(trained[c])], scored[len(trained[c]) :]
     grid = torch.linspace(-2.0, 12.0, 141)
-    curves = {col: study.bias_curves(trained[col], omit, grid) for col in cols[3:5]}
-    analysed = analyse(
-        config=config,
-        seeds=config.student_seeds(),
+    curves = {col: study.bias_curves(trained[col], omit, grid) for col in (cols.norm_no, cols.kd_no)}
+    return MythicalDigitMeasured(
+        settings=config,
+        models=trained,
         columns=cols,
         classes=classes,
         omit=omit,
         evaluations=evaluations,
-        models=trained,
         calibration=calibration,
         bias_curves=curves,
-        provenance=study.provenance,
-        wall_time_s=time.perf_counter() - start,
         test_counts=torch.bincount(study.y_test, minlength=len(classes)).tolist(),
     )
-    return render(analysed, config, classes, trained)
+
+
+PROTOCOL = Protocol(NAME, HELP, MythicalDigitConfig, measure, reporting.analyse, reporting.render, METRICS)

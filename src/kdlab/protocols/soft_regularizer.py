@@ -12,19 +12,17 @@ from, so no student ever trains on it.
 from __future__ import annotations
 
 import hashlib
-import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 
-from kdlab.config import RunOptions
-from kdlab.protocols.common import ModelJob, taught_by
+from kdlab.protocols.common import Lab, ModelJob, taught_by
+from kdlab.protocols.contract import Measured, Protocol
 from kdlab.protocols.study import Study, make_spec, open_study
-from kdlab.reporting.soft_regularizer import analyse, render
-from kdlab.result import Result
+from kdlab.reporting import soft_regularizer as reporting
 from kdlab.seeds import derive_seed
-from kdlab.settings.soft_regularizer import NAME, SoftRegularizerConfig, quotas, split_pool, teacher_settings
-from kdlab.training.engine import score, steps_per_epoch
+from kdlab.settings.soft_regularizer import HELP, METRICS, NAME, SoftRegularizerConfig, quotas, split_pool
+from kdlab.training.engine import Monitor, steps_per_epoch
 from kdlab.training.store import TrainedModel
 
 METHODS = ("hard", "early", "soft", "soft_early")  # soft_early: soft targets, early stopping
@@ -79,16 +77,18 @@ def train_fraction(
             jobs.append(
                 ModelJob(name, spec, taught_by(identity, study.teacher) if alpha > 0 else identity, s)
             )
-    return study.lab.train(jobs, torch.cat([samples, samples]), val, study.tutor, keep_best=True).models
+    monitor = Monitor(*val, "validation split")
+    return study.lab.train(jobs, torch.cat([samples, samples]), monitor, study.tutor, keep_best=True).models
 
 
 def measure_fraction(study: Study, models: list[TrainedModel]) -> dict:
     """Per method, one value per seed: test accuracy (%), errors, the epoch read, and the
     validation accuracy and loss at that epoch."""
     n = len(models) // 2
-    test = {"final": score(study.lab.logits(models), study.y_test, study.num_classes)}
-    bests = [replace(m, state=m.best) for m in models]
-    test["best"] = score(study.lab.logits(bests), study.y_test, study.num_classes)
+    test = {
+        "final": study.lab.evaluate(models),
+        "best": study.lab.evaluate([replace(m, state=m.best) for m in models]),
+    }
     out = {}
     for method, half, when in (
         ("hard", 0, "final"),
@@ -103,8 +103,8 @@ def measure_fraction(study: Study, models: list[TrainedModel]) -> dict:
         ]
         at = [models[k].record["history"][e - 1] for k, e in zip(ks, epochs)]
         out[method] = {
-            "accuracy": [100 * float(test[when].accuracy[k]) for k in ks],
-            "errors": [int(test[when].errors[k]) for k in ks],
+            "accuracy": [100 * test[when][k].accuracy for k in ks],
+            "errors": [test[when][k].errors for k in ks],
             "epoch": epochs,
             "val_accuracy": [100 * h["val_acc"] for h in at],
             "val_loss": [h["val_loss"] for h in at],
@@ -112,12 +112,19 @@ def measure_fraction(study: Study, models: list[TrainedModel]) -> dict:
     return out
 
 
-def measure(config: SoftRegularizerConfig, opts: RunOptions) -> tuple[Study, dict, dict]:
-    """Train (or reuse) every model; the study, the results as data (nothing is rendered) and
-    the trained models (the teacher, then each fraction's students)."""
-    start = time.perf_counter()
-    study = open_study(config, opts, NAME, teacher_settings=teacher_settings(config))
-    config, y = study.config, study.lab.y
+@dataclass
+class SoftRegularizerMeasured(Measured):
+    seeds: list[int]
+    pool_size: int
+    val_size: int
+    teacher: dict  # its test accuracy and errors, and its training
+    rows: list[dict]  # one per fraction: every method's numbers per seed
+
+
+def measure(lab: Lab, config: SoftRegularizerConfig) -> SoftRegularizerMeasured:
+    """Train (or reuse) every model: the teacher, then each fraction's students."""
+    study = open_study(lab, config)
+    y = study.lab.y
     pool, val_rows = split_pool(study.rows, config.val_size, config.seed)
     x_val, y_val = study.lab.x[val_rows], y[val_rows]
     labels = y[pool]
@@ -148,26 +155,14 @@ def measure(config: SoftRegularizerConfig, opts: RunOptions) -> tuple[Study, dic
                 "reused": all(m.reused for m in models),
             }
         )
-    teacher_test = score(study.teacher_test_logits[None], study.y_test, study.num_classes)
-    results = {
-        "protocol": NAME,
-        "config": config,
-        "seeds": seeds,
-        "pool_size": len(pool),
-        "val_size": len(val_rows),
-        "teacher": {
-            "accuracy": 100 * float(teacher_test.accuracy[0]),
-            "errors": int(teacher_test.errors[0]),
-            "reused": study.teacher.reused,
-            "wall_time_s": study.teacher.record["group_wall_time_s"],
-        },
-        "rows": rows,
-        "wall_time_s": time.perf_counter() - start,
+    teacher_test = lab.evaluate([study.teacher])[0]
+    teacher = {
+        "accuracy": 100 * teacher_test.accuracy,
+        "errors": teacher_test.errors,
+        "reused": study.teacher.reused,
+        "wall_time_s": study.teacher.record["group_wall_time_s"],
     }
-    return study, results, trained
+    return SoftRegularizerMeasured(config, trained, seeds, len(pool), len(val_rows), teacher, rows)
 
 
-def run(config: SoftRegularizerConfig, opts: RunOptions) -> Result:
-    """Measure, analyse, and render (nothing is written: see `Result.save`)."""
-    study, results, models = measure(config, opts)
-    return render(analyse(results, study.provenance, models), study.config, models)
+PROTOCOL = Protocol(NAME, HELP, SoftRegularizerConfig, measure, reporting.analyse, reporting.render, METRICS)

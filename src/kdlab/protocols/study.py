@@ -1,50 +1,29 @@
-"""What the protocols built on one teacher and its students share: settings, data split,
-the teacher, training students per transfer set, and calibrating their omitted classes."""
+"""What the protocols built on one teacher and its students share (their settings are in
+`kdlab.settings.study`): the data split, the teacher, training students per transfer set, and
+calibrating their omitted classes."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
-from kdlab.calibration import accuracy_at, choose_shift, label_share
-from kdlab.config import RunOptions, cli_name, to_dict
+from kdlab.calibration import accuracy_at, label_share
 from kdlab.data.base import Dataset
 from kdlab.errors import KdlabError
+from kdlab.evaluation import Calibration
 from kdlab.protocols.common import (
     Lab,
     ModelJob,
     Teacher,
     data_identity,
-    open_lab,
     taught_by,
+    train_spec,
 )
 from kdlab.reporting.findings import class_phrase
-from kdlab.seeds import derive_seed
-from kdlab.settings.study import StudyConfig
-from kdlab.training.engine import TrainSpec, score
+from kdlab.settings.study import StudyConfig, split_rows
+from kdlab.training.engine import Monitor, TrainSpec
 from kdlab.training.store import TrainedModel
-
-
-def resolve_classes(
-    names: tuple[str, ...], classes: tuple[str, ...], flag: str = "classes"
-) -> tuple[int, ...]:
-    """Class indices for names or indices given by the user (as `flag`); an unknown class, or
-    one named twice (by its index and its name), is an error."""
-    given: dict[int, str] = {}
-    for name in names:
-        token = str(name).strip()
-        if token in classes:
-            index = classes.index(token)
-        elif token.isdigit() and int(token) < len(classes):
-            index = int(token)
-        else:
-            raise KdlabError(f"unknown class {token!r}; classes are {', '.join(classes)}")
-        if index in given:
-            raise KdlabError(f"{flag} names class {classes[index]!r} twice ({given[index]!r} and {token!r})")
-        given[index] = token
-    return tuple(sorted(given))
 
 
 def shift_output_bias(state: dict[str, torch.Tensor], classes: tuple[int, ...], value: float) -> dict:
@@ -57,30 +36,16 @@ def shift_output_bias(state: dict[str, torch.Tensor], classes: tuple[int, ...], 
     return shifted
 
 
-def evaluation(logits: torch.Tensor, y: torch.Tensor, num_classes: int) -> list[dict]:
-    """JSON-ready test metrics of each model in logits [K, N, C]; a class with no test image
-    has accuracy None (no data), not 0."""
-    scored = score(logits, y, num_classes)
-    return [
-        {
-            "per_class": [None if math.isnan(v) else v for v in scored.per_class[k].tolist()],
-            "accuracy": float(scored.accuracy[k]),
-            "errors": int(scored.errors[k]),
-            "loss": float(scored.loss[k]),
-        }
-        for k in range(len(logits))
-    ]
-
-
 def make_spec(
     config: StudyConfig, data: Dataset, hidden: tuple[int, ...], alpha: float, role: str, seed: int
 ) -> TrainSpec:
-    """One model's training settings; `role` and `seed` pick its initialisation and data order.
-    Without a soft-target term, temperature and T^2 do not matter: they are fixed, so that such
-    a model's key (and the stored model) is shared by every distillation setting."""
-    distils = alpha > 0
-    return TrainSpec(
-        sizes=(data.num_features, *hidden, len(data.classes)),
+    """One model's training settings in a study; `role` and `seed` pick its initialisation
+    and data order (see `train_spec`)."""
+    return train_spec(
+        data,
+        hidden,
+        role,
+        seed,
         arch=config.arch,
         dropout=config.dropout
         if role == "teacher" or config.student_dropout is None
@@ -89,10 +54,8 @@ def make_spec(
         batch_size=config.batch_size,
         lr=config.lr,
         alpha=alpha,
-        temperature=config.temperature if distils else 1.0,
-        t2=config.t2 and distils,
-        init_seed=derive_seed(seed, f"{role}-init"),
-        stream_seed=derive_seed(seed, f"{role}-stream"),
+        temperature=config.temperature,
+        t2=config.t2,
     )
 
 
@@ -152,22 +115,25 @@ class Study:
     def spec(self, hidden: tuple[int, ...], alpha: float, role: str, seed: int) -> TrainSpec:
         return make_spec(self.config, self.data, hidden, alpha, role, seed)
 
-    def monitor(self, left_out: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, str]:
+    def monitor(self, left_out: tuple[int, ...]) -> Monitor:
         """Validation images for the curves: the classes a student sees."""
         x_mon, y_mon = self.val if self.val is not None else (self.x_test, self.y_test)
         if not left_out:
-            return x_mon, y_mon, self.monitor_name
+            return Monitor(x_mon, y_mon, self.monitor_name)
         keep = ~torch.isin(y_mon, torch.tensor(left_out, device=y_mon.device))
         names = class_phrase([self.data.classes[c] for c in left_out])
-        return x_mon[keep], y_mon[keep], f"{self.monitor_name} without {names}"
+        return Monitor(x_mon[keep], y_mon[keep], f"{self.monitor_name} without {names}")
+
+    def transfer(self, left_out: tuple[int, ...]) -> torch.Tensor:
+        """The training rows without any image of the classes `left_out`."""
+        y = self.lab.y
+        return self.rows[~torch.isin(y[self.rows], torch.tensor(left_out, device=self.device))]
 
     def students(self, left_out: tuple[int, ...], names: tuple[str, str]) -> tuple[list, list]:
         """Norm and KD students of every seed on the training rows without `left_out`, trained
         as one group; seed s of Norm and of KD share initialisation, data order and dropout."""
-        y = self.lab.y
-        transfer = self.rows[~torch.isin(y[self.rows], torch.tensor(left_out, device=self.device))]
-        x_mon, y_mon, monitor_name = self.monitor(left_out)
-        identity = {"rows": self.rows_id, "transfer_omit": list(left_out), "monitor": monitor_name}
+        monitor = self.monitor(left_out)
+        identity = {"rows": self.rows_id, "transfer_omit": list(left_out), "monitor": monitor.name}
         seeds = self.config.student_seeds()
         hidden, alpha = self.config.student_hidden, self.config.alpha
         jobs = [ModelJob(names[0], self.spec(hidden, 0.0, "student", s), identity, s) for s in seeds]
@@ -175,7 +141,7 @@ class Study:
             ModelJob(names[1], self.spec(hidden, alpha, "student", s), taught_by(identity, self.teacher), s)
             for s in seeds
         ]
-        models = self.lab.train(jobs, transfer, (x_mon, y_mon), self.tutor).models
+        models = self.lab.train(jobs, self.transfer(left_out), monitor, self.tutor).models
         return models[: len(seeds)], models[len(seeds) :]
 
     def logits(self, models: list[TrainedModel], x: torch.Tensor) -> torch.Tensor:
@@ -183,28 +149,19 @@ class Study:
 
     def calibrate(self, models: list[TrainedModel], omit: tuple[int, ...]) -> dict[str, dict]:
         """Every requested strategy's shift per model (seed), and the accuracies it gives."""
-        test_logits = self.logits(models, self.x_test)
-        val_logits = self.logits(models, self.val[0]) if self.val is not None else None
-        train_share = label_share(self.lab.y[self.rows], omit)
+        given = Calibration(
+            self.teacher_test_logits, label_share(self.lab.y[self.rows], omit), self.val, self.config.bias
+        )
         result = {}
-        for strategy in self.config.calibration:
-            shifts, overall, omitted = [], [], []
-            for k in range(len(models)):
-                val = (val_logits[k], self.val[1]) if val_logits is not None else None
-                shift = choose_shift(
-                    strategy,
-                    omit,
-                    self.config.bias,
-                    (test_logits[k], self.y_test),
-                    val,
-                    self.teacher_test_logits,
-                    train_share,
-                )
-                acc, acc_omitted = accuracy_at(test_logits[k], self.y_test, omit, torch.tensor([shift]))
-                shifts.append(shift)
-                overall.append(100 * float(acc[0]))
-                omitted.append(100 * float(acc_omitted[0]))
-            result[strategy] = {"shift": shifts, "overall": overall, "omitted": omitted}
+        for strategy, shifts in self.lab.calibrate(models, omit, self.config.calibration, given).items():
+            if None in shifts:
+                raise KdlabError("prior matching found no shift in [-100, 100]")
+            scored = self.lab.evaluate(models, omit=omit, shifts=shifts)
+            result[strategy] = {
+                "shift": shifts,
+                "overall": [100 * s.accuracy for s in scored],
+                "omitted": [100 * s.omitted for s in scored],
+            }
         return result
 
     def bias_curves(self, models: list[TrainedModel], omit: tuple[int, ...], shifts: torch.Tensor) -> dict:
@@ -218,50 +175,17 @@ class Study:
         }
 
 
-def split_rows(config: StudyConfig, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Training rows and (optionally) held-out validation rows of the training set."""
-    if config.val_size >= n:
-        raise KdlabError(f"val size {config.val_size} leaves no training images (of {n})")
-    rows = torch.arange(n)
-    val = None
-    if config.val_size:
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(config.seed, "val")))
-        rows, val = perm[config.val_size :].sort().values, perm[: config.val_size].sort().values
-    if config.subset > len(rows):
-        after = " after --val-size" if config.val_size else ""
-        raise KdlabError(
-            f"--subset {config.subset} is larger than the training set ({len(rows)} images{after})"
-        )
-    if config.subset:
-        rows = rows[: config.subset]
-    return rows, val
-
-
-def open_study(
-    config: StudyConfig,
-    opts: RunOptions,
-    protocol: str,
-    omit_fields: tuple[str, ...] = (),
-    teacher_settings: StudyConfig | None = None,
-) -> Study:
-    """Load the data, claim the output folder for `config`, and train (or reuse) the teacher of
-    `teacher_settings` (default: `config`; another protocol's teacher, to share it)."""
-    lab = open_lab(opts, config.dataset)
-    classes = lab.data.classes
-    for name in omit_fields:  # class names or indices, stored as names
-        indices = resolve_classes(getattr(config, name), classes, cli_name(name))
-        config = replace(config, **{name: tuple(classes[c] for c in indices)})
-    config = config.for_data(lab.data.image_shape)
-    config.check_classes(classes)
-    teaching = config if teacher_settings is None else teacher_settings.for_data(lab.data.image_shape)
+def open_study(lab: Lab, config: StudyConfig) -> Study:
+    """The study of resolved settings on a claimed Lab: the teacher of `config.teacher_settings()`
+    (another protocol's teacher, to share it) trained (or reused) on its training rows."""
+    teaching = config.teacher_settings().for_data(lab.data.image_shape)
     rows, val_rows = split_rows(teaching, len(lab.x))
-    config.check_rows(rows, lab.data.y_train, classes)
-    lab.claim(protocol, to_dict(config))
     rows = rows.to(lab.device)
     val = None if val_rows is None else (lab.x[val_rows.to(lab.device)], lab.y[val_rows.to(lab.device)])
     job = teacher_job(teaching, lab.data, lab.device)
     monitor_name = job.identity["monitor"]
-    return Study(config, lab, rows, val, monitor_name, job.identity["rows"], lab.teacher(job, rows, val))
+    tutor = lab.teacher(job, rows, None if val is None else Monitor(*val))
+    return Study(config, lab, rows, val, monitor_name, job.identity["rows"], tutor)
 
 
 def teacher_job(config: StudyConfig, data: Dataset, device: torch.device) -> ModelJob:

@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kdlab.reporting.figures import omitted_class_bars
 from kdlab.reporting.frames import records_frame
 from kdlab.reporting.stats import mean_ci, paired
 from kdlab.reporting.table import cell, markdown, provenance_lines
-from kdlab.result import Rendering, Result, model_index
+from kdlab.result import Rendering
+
+if TYPE_CHECKING:
+    from kdlab.result import Analysis, Measured
 
 
 def _summary(row: dict, strategy: str) -> dict:
@@ -24,11 +29,18 @@ def _summary(row: dict, strategy: str) -> dict:
     }
 
 
-def analyse(*, config, seeds, rows, teacher_accuracy, provenance, wall_time_s, models) -> dict:
+def analyse(measured: Measured) -> dict:  # kdlab.protocols.every_digit.EveryDigitMeasured
     """What results.json holds: each omitted class's numbers with their summaries, and findings."""
+    config, teacher_accuracy, seeds = (
+        measured.settings,
+        measured.teacher_accuracy,
+        measured.settings.student_seeds(),
+    )
     first = config.calibration[0]
-    for row in rows:
-        row["summary"] = {strategy: _summary(row, strategy) for strategy in config.calibration}
+    rows = [
+        {**row, "summary": {strategy: _summary(row, strategy) for strategy in config.calibration}}
+        for row in measured.rows
+    ]
     n = len(seeds)
     ranked = sorted(rows, key=lambda r: r["summary"][first]["after"]["KD"][0])
     findings = [
@@ -50,20 +62,12 @@ def analyse(*, config, seeds, rows, teacher_accuracy, provenance, wall_time_s, m
             f"KD beats Norm after calibration with the 95% interval above zero for "
             f"{len(wins)} of {len(rows)} classes" + (f" ({', '.join(wins)})." if wins else ".")
         )
-    return {
-        "protocol": "every-digit",
-        "seeds": seeds,
-        "teacher_accuracy": teacher_accuracy,
-        "rows": rows,
-        "findings": findings,
-        "models": model_index(models),
-        "wall_time_s": wall_time_s,
-        **provenance,
-    }
+    return {"seeds": seeds, "teacher_accuracy": teacher_accuracy, "rows": rows, "findings": findings}
 
 
-def render(result: dict, config, models: dict) -> Result:
+def render(analysis: Analysis) -> Rendering:
     """The tables, report and figure of an analysed study (nothing is written here)."""
+    result, config = analysis.data, analysis.measured.settings
     first, rows, findings = config.calibration[0], result["rows"], result["findings"]
     wall_time_s = result["wall_time_s"]
     header = [
@@ -145,23 +149,18 @@ def render(result: dict, config, models: dict) -> Result:
             "",
         ]
     )
-    return Result(
-        "every-digit",
-        result,
-        models,
-        Rendering(
-            texts={"table.md": table_md + "\n" + strategies_md, "report.md": report},
-            figures={"every_digit": lambda: omitted_class_bars(rows, first)},
-            printed=[table_md],
-            frames=lambda: (
-                records_frame(_frame_rows(rows, first), "class"),
-                records_frame(
-                    [
-                        {"class": r["class"], "calibration": st, **_flat(sm)}
-                        for r in rows
-                        for st, sm in r["summary"].items()
-                    ]
-                ),
+    return Rendering(
+        texts={"table.md": table_md + "\n" + strategies_md, "report.md": report},
+        figures={"every_digit": lambda: omitted_class_bars(rows, first)},
+        printed=[table_md],
+        frames=lambda: (
+            records_frame(_frame_rows(rows, first), "class"),
+            records_frame(
+                [
+                    {"class": r["class"], "calibration": st, **_flat(sm)}
+                    for r in rows
+                    for st, sm in r["summary"].items()
+                ]
             ),
         ),
     )

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kdlab.config import to_dict
 from kdlab.reporting.figures import learning_curves, temperature_sweep
 from kdlab.reporting.frames import records_frame
 from kdlab.reporting.table import markdown
-from kdlab.result import Rendering, Result, model_index
+from kdlab.result import Rendering
+
+if TYPE_CHECKING:
+    from kdlab.result import Analysis, Measured, Stage
 
 CURVES = ("Teacher", "Hard", "KD", "KD No3", "KD 7,8 only")
 
@@ -72,12 +77,56 @@ def findings(rows: list[dict]) -> list[str]:
     return lines
 
 
-def write_hinton2015_outputs(
-    *, config, rows, sweep, shifts, stages, histories, provenance, wall_time_s, models
-) -> Result:
-    seeds = config.student_seeds()
-    """The rows as data with their findings (analysis), and the table, report and figures
-    rendered from them (nothing is written here)."""
+def table_row(measured: tuple, stage: Stage) -> dict:
+    """One line of the side-by-side table: the mean over the student seeds' values (one value:
+    itself) with their min and max; its stage names the training it needed, whose recorded
+    training time is the row's time."""
+    experiment, paper, values, unit, name = measured
+    numeric = all(isinstance(v, (int, float)) for v in values)
+    kdlab = (values[0] if len(values) == 1 else sum(values) / len(values)) if numeric else values[0]
+    return {
+        "experiment": experiment,
+        "paper": paper,
+        "kdlab": kdlab,
+        "difference": kdlab - paper if numeric and isinstance(paper, (int, float)) else None,
+        "per_seed": values,
+        "min": min(values) if numeric else None,
+        "max": max(values) if numeric else None,
+        "unit": unit,
+        "stage": name,
+        "stage_seconds": stage.training_seconds,
+        "reused": stage.reused,
+    }
+
+
+def analyse(measured: Measured) -> dict:  # kdlab.protocols.hinton2015.Hinton2015Measured
+    """The rows, the T-sweep, the shifts and the stages as data, with their findings."""
+    rows = [table_row(row, measured.stages[row[4]]) for row in measured.rows]
+    stages = {
+        name: {
+            "seconds": s.seconds,
+            "cpu_seconds": s.cpu_seconds,
+            "training_seconds": s.training_seconds,
+            "reused": s.reused,
+        }
+        for name, s in measured.stages.items()
+    }
+    return {
+        "config": to_dict(measured.settings),
+        "rows": rows,
+        "sweep": measured.sweep,
+        "shifts": measured.shifts,
+        "stages": stages,
+        "findings": findings(rows),
+    }
+
+
+def render(analysis: Analysis) -> Rendering:
+    """The table, report and figures of the analysed rows (nothing is written here)."""
+    result, config, models = analysis.data, analysis.measured.settings, analysis.measured.models
+    histories = {m.name: m.record["history"] for group in models.values() for m in group}
+    rows, sweep, shifts, stages = result["rows"], result["sweep"], result["shifts"], result["stages"]
+    wall_time_s, seeds = result["wall_time_s"], config.student_seeds()
     curves = {name: [histories[name]] for name in CURVES if name in histories}
     table = table_markdown(rows)
     shift_lines = [
@@ -94,18 +143,6 @@ def write_hinton2015_outputs(
     ]
     temps = next(iter(sweep.values()))["temperature"]
     training = sum(s["training_seconds"] for s in stages.values())
-    result = {
-        "protocol": "hinton2015",
-        "config": to_dict(config),
-        "rows": rows,
-        "sweep": sweep,
-        "shifts": shifts,
-        "stages": stages,
-        "models": model_index(models),
-        **provenance,
-        "wall_time_s": wall_time_s,
-    }
-    result["findings"] = findings(rows)
     report = "\n".join(
         [
             "# Hinton, Vinyals & Dean (2015), section 3: the paper's MNIST numbers and kdlab's",
@@ -166,17 +203,12 @@ def write_hinton2015_outputs(
             for t, e in zip(entry["temperature"], entry["errors"])
         ]
     )
-    return Result(
-        "hinton2015",
-        result,
-        models,
-        Rendering(
-            texts={"table.md": table, "report.md": report},
-            figures={
-                "temperature_sweep": lambda: temperature_sweep(sweep),
-                "learning_curves": lambda: learning_curves(curves, dict.fromkeys(curves, "test set")),
-            },
-            printed=[table],
-            frames=lambda: (records_frame(rows, "experiment"), sweep_frame),
-        ),
+    return Rendering(
+        texts={"table.md": table, "report.md": report},
+        figures={
+            "temperature_sweep": lambda: temperature_sweep(sweep),
+            "learning_curves": lambda: learning_curves(curves, dict.fromkeys(curves, "test set")),
+        },
+        printed=[table],
+        frames=lambda: (records_frame(rows, "experiment"), sweep_frame),
     )

@@ -3,6 +3,9 @@ models, then rendering (tables, figures, report) from the analysis."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 from kdlab.reporting.figures import bias_sweep, learning_curves, per_class_bars
 from kdlab.reporting.findings import class_phrase, detect_overfitting
 from kdlab.reporting.frames import ci_frame
@@ -17,31 +20,76 @@ from kdlab.reporting.table import (
     table_csv,
     table_markdown,
 )
-from kdlab.result import Rendering, Result, model_index
+from kdlab.result import Rendering
+
+if TYPE_CHECKING:
+    from kdlab.result import Analysis, Measured
 
 
-def _comparisons(columns, per_seed_metric, omit_label) -> list[dict]:
+@dataclass(frozen=True)
+class Columns:
+    """The seven columns of the table, by role: the omitted classes' tag names the last four."""
+
+    tag: str  # e.g. "No3"
+    teacher: str = "Teacher"
+    norm: str = "Norm"
+    kd: str = "KD"
+
+    @classmethod
+    def of(cls, omit_names: list[str]) -> Columns:
+        return cls("No" + ",".join(omit_names))
+
+    @property
+    def norm_no(self) -> str:
+        return f"Norm {self.tag}"
+
+    @property
+    def kd_no(self) -> str:
+        return f"KD {self.tag}"
+
+    @property
+    def norm_b(self) -> str:
+        return f"Norm {self.tag}+B"
+
+    @property
+    def kd_b(self) -> str:
+        return f"KD {self.tag}+B"
+
+    @property
+    def students(self) -> list[str]:
+        """The trained students (the +B columns are two of them shifted)."""
+        return [self.norm, self.kd, self.norm_no, self.kd_no]
+
+    @property
+    def all(self) -> list[str]:
+        return [self.teacher, *self.students, self.norm_b, self.kd_b]
+
+
+def columns(omit_names: list[str]) -> list[str]:
+    return Columns.of(omit_names).all
+
+
+def _comparisons(cols: Columns, per_seed_metric: dict, omit_label: str) -> list[dict]:
     """The paired comparisons the protocol is about, each over the shared seeds."""
-    _, norm, kd, norm_no, kd_no, norm_b, kd_b = columns
     overall, omitted = per_seed_metric["overall"], per_seed_metric["omitted"]
     pairs = [
-        (kd, norm, "overall accuracy", overall),
-        (kd_no, norm_no, f"accuracy on {omit_label}", omitted),
-        (kd_b, norm_b, f"accuracy on {omit_label}", omitted),
-        (kd_b, norm_b, "overall accuracy", overall),
-        (norm_b, norm_no, f"accuracy on {omit_label}", omitted),
-        (kd_b, kd_no, f"accuracy on {omit_label}", omitted),
+        (cols.kd, cols.norm, "overall accuracy", overall),
+        (cols.kd_no, cols.norm_no, f"accuracy on {omit_label}", omitted),
+        (cols.kd_b, cols.norm_b, f"accuracy on {omit_label}", omitted),
+        (cols.kd_b, cols.norm_b, "overall accuracy", overall),
+        (cols.norm_b, cols.norm_no, f"accuracy on {omit_label}", omitted),
+        (cols.kd_b, cols.kd_no, f"accuracy on {omit_label}", omitted),
     ]
     out = [
         {"a": a, "b": b, "metric": metric, **paired(values[a], values[b]).as_dict()}
         for a, b, metric, values in pairs
     ]
-    gain_kd = [x - y for x, y in zip(omitted[kd_b], omitted[kd_no])]
-    gain_norm = [x - y for x, y in zip(omitted[norm_b], omitted[norm_no])]
+    gain_kd = [x - y for x, y in zip(omitted[cols.kd_b], omitted[cols.kd_no])]
+    gain_norm = [x - y for x, y in zip(omitted[cols.norm_b], omitted[cols.norm_no])]
     out.append(
         {
-            "a": f"{kd_b} - {kd_no}",
-            "b": f"{norm_b} - {norm_no}",
+            "a": f"{cols.kd_b} - {cols.kd_no}",
+            "b": f"{cols.norm_b} - {cols.norm_no}",
             "metric": f"gain from the bias on {omit_label}",
             **paired(gain_kd, gain_norm).as_dict(),
         }
@@ -76,40 +124,29 @@ def _calibration_markdown(calibration: dict, omit_label: str) -> str:
     )
 
 
-def analyse(
-    *,
-    config,
-    seeds,
-    columns,
-    classes,
-    omit,
-    evaluations,
-    models,
-    calibration,
-    bias_curves,
-    provenance,
-    wall_time_s,
-    test_counts,
-) -> dict:
-    """Everything results.json holds: the table and its per-seed values, overall numbers, the
-    paired comparisons, calibration, findings and provenance."""
+def analyse(measured: Measured) -> dict:  # kdlab.protocols.mythical_digit.MythicalDigitMeasured
+    """What results.json holds besides the run's record: the table and its per-seed values,
+    overall numbers, the paired comparisons, calibration and findings."""
+    config, cols, classes, omit = measured.settings, measured.columns, measured.classes, measured.omit
+    evaluations, models, calibration = measured.evaluations, measured.models, measured.calibration
+    test_counts, seeds, columns = measured.test_counts, config.student_seeds(), cols.all
     n_omit = sum(test_counts[c] for c in omit)
     omit_label = class_phrase([classes[c] for c in omit])
     per_seed = per_seed_table(
-        columns, len(classes), {c: [e["per_class"] for e in evaluations[c]] for c in columns}
+        columns, len(classes), {c: [e.per_class for e in evaluations[c]] for c in columns}
     )
     means, ci95 = summarise(per_seed)
     metric = {
-        "overall": {c: [100 * e["accuracy"] for e in evaluations[c]] for c in columns},
+        "overall": {c: [100 * e.accuracy for e in evaluations[c]] for c in columns},
         # accuracy on the omitted classes: pooled over their test images, as everywhere in kdlab
         "omitted": {
             c: [
-                100 * sum(e["per_class"][k] * test_counts[k] for k in omit if test_counts[k]) / n_omit
+                100 * sum(e.per_class[k] * test_counts[k] for k in omit if test_counts[k]) / n_omit
                 for e in evaluations[c]
             ]
             for c in columns
         },
-        "errors": {c: [e["errors"] for e in evaluations[c]] for c in columns},
+        "errors": {c: [e.errors for e in evaluations[c]] for c in columns},
     }
     overall = {
         c: {
@@ -121,17 +158,25 @@ def analyse(
         }
         for c in columns
     }
-    comparisons = _comparisons(columns, metric, omit_label)
+    comparisons = _comparisons(cols, metric, omit_label)
 
-    students = columns[1:5]
-    overfit = {name: [detect_overfitting(m.record["history"]) for m in models[name]] for name in students}
-    _, norm, kd, norm_no, kd_no, norm_b, kd_b = columns
+    overfit = {
+        name: [detect_overfitting(m.record["history"]) for m in models[name]] for name in cols.students
+    }
+    norm, kd, norm_no, kd_no, norm_b, kd_b = (
+        cols.norm,
+        cols.kd,
+        cols.norm_no,
+        cols.kd_no,
+        cols.norm_b,
+        cols.kd_b,
+    )
 
     def m(col: str, key: str = "omitted") -> str:
         mean, hw = mean_ci(metric[key][col])
         return cell(mean, hw, 1 if key == "omitted" else 2) + "%"
 
-    teacher_errors = evaluations["Teacher"][0]["errors"]
+    teacher_errors = evaluations[cols.teacher][0].errors
     first = config.calibration[0]
     if first == "fixed":
         how = f"{config.bias:+g} (fixed)"
@@ -144,7 +189,7 @@ def analyse(
             + ")"
         )
     findings = [
-        f"The teacher gets {m('Teacher', 'overall')} of the test set right ({teacher_errors} errors).",
+        f"The teacher gets {m(cols.teacher, 'overall')} of the test set right ({teacher_errors} errors).",
         f"Distilled student vs hard-label student, trained on all data (overall accuracy "
         f"{m(kd, 'overall')} vs {m(norm, 'overall')}): {_phrase(comparisons[0])}.",
         f"With no example of {omit_label} in the transfer set, the students get {m(norm_no)} (Norm) and "
@@ -180,11 +225,10 @@ def analyse(
         )
     )
 
-    model_info = model_index({name: models[name] for name in ["Teacher", *students]})
     after = {col: calibration[col][first] for col in (norm_no, kd_no)}  # the first strategy's
     sweep_metrics = {
         "kd_omitted_after": after[kd_no]["omitted"],
-        "teacher_accuracy": metric["overall"]["Teacher"] * len(seeds),
+        "teacher_accuracy": metric["overall"][cols.teacher] * len(seeds),
         "norm_accuracy": metric["overall"][norm],
         "kd_accuracy": metric["overall"][kd],
         "norm_no_accuracy": metric["overall"][norm_no],
@@ -197,7 +241,6 @@ def analyse(
         "kd_shift": after[kd_no]["shift"],
     }
     return {
-        "protocol": "mythical-digit",
         "table": means,
         "ci95": ci95,
         "per_seed": per_seed,
@@ -205,21 +248,20 @@ def analyse(
         "overall": overall,
         "comparisons": comparisons,
         "calibration": calibration,
-        "bias_curves": bias_curves,
+        "bias_curves": measured.bias_curves,
         "classes": list(classes),
         "omitted_classes": [classes[c] for c in omit],
         "overfitting": overfit,
         "findings": findings,
         "metrics": sweep_metrics,
-        "models": model_info,
-        "wall_time_s": wall_time_s,
-        **provenance,
     }
 
 
-def render(result: dict, config, classes: tuple[str, ...], models: dict) -> Result:
+def render(analysis: Analysis) -> Rendering:
     """The tables, report and figures of an analysed run (nothing is written here)."""
-    columns = list(result["table"])
+    result, measured = analysis.data, analysis.measured
+    config, classes, models, cols = measured.settings, measured.classes, measured.models, measured.columns
+    columns = cols.all
     means, ci95, overall, calibration = (
         result["table"],
         result["ci95"],
@@ -228,7 +270,6 @@ def render(result: dict, config, classes: tuple[str, ...], models: dict) -> Resu
     )
     seeds, wall_time_s, findings = result["seeds"], result["wall_time_s"], result["findings"]
     omit_label = f"class {', '.join(result['omitted_classes'])}"
-    students = columns[1:5]
     md = table_markdown(means, ci95, columns, classes)
     overall_md = markdown(
         ["", *columns],
@@ -237,7 +278,7 @@ def render(result: dict, config, classes: tuple[str, ...], models: dict) -> Resu
             ["Test errors"] + [cell(*overall[c]["errors"], 0) for c in columns],
         ],
     )
-    histories = {name: [t.record["history"] for t in models[name]] for name in ["Teacher", *students]}
+    histories = {name: [t.record["history"] for t in models[name]] for name in [cols.teacher, *cols.students]}
     monitors = {name: models[name][0].record["identity"]["monitor"] for name in histories}
     marks = {col: {st: mean_ci(v["shift"])[0] for st, v in calibration[col].items()} for col in calibration}
     calibration_md = _calibration_markdown(calibration, omit_label)
@@ -287,36 +328,31 @@ def render(result: dict, config, classes: tuple[str, ...], models: dict) -> Resu
             "",
         ]
     )
-    return Result(
-        "mythical-digit",
-        result,
-        models,
-        Rendering(
-            texts={
-                "table.md": md + "\n" + overall_md,
-                "table.csv": table_csv(means, ci95, columns, classes),
-                "per_seed.csv": per_seed_csv(result["per_seed"], seeds_of, classes),
-                "report.md": report,
-            },
-            figures={
-                "per_class_accuracy": lambda: per_class_bars(means, ci95, columns, classes),
-                "learning_curves": lambda: learning_curves(histories, monitors),
-                "bias_sweep": lambda: bias_sweep(result["bias_curves"], marks, omit_label),
-            },
-            printed=[md, overall_md, calibration_md],
-            frames=lambda: (
-                ci_frame(means, ci95, {**{str(c): name for c, name in enumerate(classes)}, "Avg": "Avg"}),
-                ci_frame(
-                    {
-                        "accuracy (%)": {c: overall[c]["accuracy"][0] for c in columns},
-                        "errors": {c: overall[c]["errors"][0] for c in columns},
-                    },
-                    {
-                        "accuracy (%)": {c: overall[c]["accuracy"][1] for c in columns},
-                        "errors": {c: overall[c]["errors"][1] for c in columns},
-                    },
-                    dict(zip(columns, columns)),
-                ),
+    return Rendering(
+        texts={
+            "table.md": md + "\n" + overall_md,
+            "table.csv": table_csv(means, ci95, columns, classes),
+            "per_seed.csv": per_seed_csv(result["per_seed"], seeds_of, classes),
+            "report.md": report,
+        },
+        figures={
+            "per_class_accuracy": lambda: per_class_bars(means, ci95, columns, classes),
+            "learning_curves": lambda: learning_curves(histories, monitors),
+            "bias_sweep": lambda: bias_sweep(result["bias_curves"], marks, omit_label),
+        },
+        printed=[md, overall_md, calibration_md],
+        frames=lambda: (
+            ci_frame(means, ci95, {**{str(c): name for c, name in enumerate(classes)}, "Avg": "Avg"}),
+            ci_frame(
+                {
+                    "accuracy (%)": {c: overall[c]["accuracy"][0] for c in columns},
+                    "errors": {c: overall[c]["errors"][0] for c in columns},
+                },
+                {
+                    "accuracy (%)": {c: overall[c]["accuracy"][1] for c in columns},
+                    "errors": {c: overall[c]["errors"][1] for c in columns},
+                },
+                dict(zip(columns, columns)),
             ),
         ),
     )

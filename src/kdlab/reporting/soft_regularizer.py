@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import TYPE_CHECKING
 
-from kdlab.config import to_dict
 from kdlab.reporting.figures import accuracy_by_fraction, validation_curves
 from kdlab.reporting.frames import records_frame
 from kdlab.reporting.stats import mean_ci, paired
 from kdlab.reporting.table import cell, markdown, provenance_lines
-from kdlab.result import Rendering, Result, model_index
+from kdlab.result import Rendering
+
+if TYPE_CHECKING:
+    from kdlab.result import Analysis, Measured
 
 LABELS = {
     "hard": "Hard labels",
@@ -26,8 +29,9 @@ PAPER = {"fraction": 3.0, "early": 44.5, "soft": 57.0, "full": 58.9}
 RECOVERED = 0.8  # share of the gap to full data that counts as "nearly recovers" (paper: 87%)
 
 
-def _summarise(rows: list[dict]) -> None:
-    """Add to each row the mean ± CI of every method and the paired soft-vs-hard comparisons."""
+def _summarise(measured: list[dict]) -> list[dict]:
+    """Each row with the mean ± CI of every method and the paired soft-vs-hard comparisons."""
+    rows = [dict(row) for row in measured]
     full = next((r for r in rows if r["fraction"] == 100), None)
     for row in rows:
         m = row["methods"]
@@ -46,6 +50,7 @@ def _summarise(rows: list[dict]) -> None:
             gap = mean_ci(full["methods"]["hard"]["accuracy"])[0] - row["summary"]["early"]["accuracy"][0]
             if gap > 0:
                 row["recovered"] = row["soft_minus_early"]["mean_diff"] / gap
+    return rows
 
 
 def beats(diff: dict) -> bool:
@@ -191,29 +196,28 @@ def _csv(rows: list[dict], seeds: list[int]) -> str:
     return buf.getvalue()
 
 
-def analyse(results: dict, provenance: dict, models: dict) -> dict:
-    """What results.json holds: every fraction's numbers with their summaries and paired
-    comparisons, the findings, the per-seed metrics sweeps read, and provenance."""
-    rows = results["rows"]
-    _summarise(rows)
-    smallest = min(rows, key=lambda row: row["fraction"])["methods"]
+def analyse(measured: Measured) -> dict:  # kdlab.protocols.soft_regularizer.SoftRegularizerMeasured
+    """What results.json holds besides the run's record: every fraction's numbers with their
+    summaries and paired comparisons, the findings, and the per-seed metrics sweeps read."""
+    results = {
+        "seeds": measured.seeds,
+        "pool_size": measured.pool_size,
+        "val_size": measured.val_size,
+        "teacher": measured.teacher,
+        "rows": _summarise(measured.rows),
+    }
+    smallest = min(results["rows"], key=lambda row: row["fraction"])["methods"]
     metrics = {}
     for prefix in ("val_", ""):
         for method in ("soft", "early", "hard"):
             for key in ("accuracy", "loss" if prefix else "errors"):
                 metrics[f"{method}_{prefix}{key}"] = smallest[method][prefix + key]
-    return {
-        **results,
-        "config": to_dict(results["config"]),
-        "findings": findings(results),
-        "metrics": metrics,
-        "models": model_index(models),
-        **provenance,
-    }
+    return {**results, "findings": findings(results), "metrics": metrics}
 
 
-def render(result: dict, config, models: dict) -> Result:
+def render(analysis: Analysis) -> Rendering:
     """The tables, report and figures of an analysed study (nothing is written here)."""
+    result, config = analysis.data, analysis.measured.settings
     rows, lines = result["rows"], result["findings"]
     table_md, errors_md = _table(rows), _errors_table(rows)
     curve_row = min(rows, key=lambda r: abs(r["fraction"] - PAPER["fraction"]))
@@ -249,42 +253,37 @@ def render(result: dict, config, models: dict) -> Result:
             "",
         ]
     )
-    return Result(
-        "soft-regularizer",
-        result,
-        models,
-        Rendering(
-            texts={
-                "table.md": table_md + "\n" + errors_md,
-                "table.csv": _csv(rows, result["seeds"]),
-                "report.md": report,
-            },
-            figures={
-                "accuracy_by_fraction": lambda: accuracy_by_fraction(rows, LABELS),
-                "validation_curves": lambda: validation_curves(curve_row["histories"], curve_row["fraction"]),
-            },
-            printed=[table_md],
-            frames=lambda: (
-                records_frame(
-                    [
-                        {"fraction": r["fraction"], "method": LABELS[m], "accuracy (%)": a, "ci95": hw}
-                        for r in rows
-                        for m, (a, hw) in ((m, r["summary"][m]["accuracy"]) for m in LABELS)
-                    ]
-                ).pivot(index="fraction", columns="method", values="accuracy (%)")[list(LABELS.values())],
-                records_frame(
-                    [
-                        {
-                            "fraction": r["fraction"],
-                            "soft - early stop": r["soft_minus_early"]["mean_diff"],
-                            "ci95": r["soft_minus_early"]["ci95"],
-                            "p": r["soft_minus_early"]["p_value"],
-                            "recovered share of the gap": r["recovered"],
-                        }
-                        for r in rows
-                    ],
-                    "fraction",
-                ),
+    return Rendering(
+        texts={
+            "table.md": table_md + "\n" + errors_md,
+            "table.csv": _csv(rows, result["seeds"]),
+            "report.md": report,
+        },
+        figures={
+            "accuracy_by_fraction": lambda: accuracy_by_fraction(rows, LABELS),
+            "validation_curves": lambda: validation_curves(curve_row["histories"], curve_row["fraction"]),
+        },
+        printed=[table_md],
+        frames=lambda: (
+            records_frame(
+                [
+                    {"fraction": r["fraction"], "method": LABELS[m], "accuracy (%)": a, "ci95": hw}
+                    for r in rows
+                    for m, (a, hw) in ((m, r["summary"][m]["accuracy"]) for m in LABELS)
+                ]
+            ).pivot(index="fraction", columns="method", values="accuracy (%)")[list(LABELS.values())],
+            records_frame(
+                [
+                    {
+                        "fraction": r["fraction"],
+                        "soft - early stop": r["soft_minus_early"]["mean_diff"],
+                        "ci95": r["soft_minus_early"]["ci95"],
+                        "p": r["soft_minus_early"]["p_value"],
+                        "recovered share of the gap": r["recovered"],
+                    }
+                    for r in rows
+                ],
+                "fraction",
             ),
         ),
     )

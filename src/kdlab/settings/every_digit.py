@@ -1,18 +1,22 @@
-"""The every-digit protocol's declaration: its name and its settings."""
+"""The every-digit protocol's declaration: its name, its help and its settings."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from kdlab.config import option, same_as
 from kdlab.settings.study import StudyConfig
 
 NAME = "every-digit"
+HELP = "the mythical-class experiment for each class in turn, calibrated"
 
 
 @dataclass(frozen=True)
 class EveryDigitConfig(StudyConfig):
     """Settings of the every-digit study: the published protocol, calibrated on a validation split."""
+
+    CLASS_FIELDS: ClassVar[tuple[str, ...]] = ("classes",)
 
     calibration: tuple[str, ...] = same_as(
         StudyConfig,
@@ -30,3 +34,6 @@ class EveryDigitConfig(StudyConfig):
     classes: tuple[str, ...] = option(
         (), "the classes to omit in turn (indices or names; default: every class)", unique=True
     )
+
+
+SETTINGS = EveryDigitConfig  # the class of its settings, for the registry

@@ -1,16 +1,23 @@
-"""The hinton2015 protocol's declaration: its name and its settings, with the budgets they
-scale."""
+"""The hinton2015 protocol's declaration: its name, its help and its settings, with the budgets
+they scale and the classes its reduced transfer sets leave out or keep."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kdlab.choices import OPTIMIZERS, SCHEDULES
 from kdlab.config import check_fields, option, same_as
 from kdlab.errors import KdlabError
-from kdlab.settings.study import StudyConfig
+from kdlab.settings.study import StudyConfig, require_every_class
+
+if TYPE_CHECKING:
+    from kdlab.data.base import Dataset
 
 NAME = "hinton2015"
+HELP = "the paper's own MNIST numbers, side by side with kdlab's"
+OMITTED = 3  # the mythical digit
+KEPT = (7, 8)  # the only digits of the second reduced transfer set
 # Epochs and training images of each budget; everything else is the same in both.
 BUDGETS = {
     "full": {"subset": 0, "teacher_epochs": 60, "student_epochs": 30, "sweep_epochs": 15},
@@ -73,6 +80,16 @@ class Hinton2015Config:
         if self.jitter_transfer and self.jitter == 0:
             raise KdlabError("--jitter-transfer needs --jitter > 0: with 0 pixels nothing moves")
 
+    def resolve(self, data: Dataset) -> Hinton2015Config:
+        """Checks that need the data, before anything is written."""
+        if len(data.classes) <= max(OMITTED, *KEPT):
+            raise KdlabError(f"{self.dataset} has too few classes for this protocol")
+        subset, n = self.resolved("subset"), len(data.y_train)
+        if subset > n:
+            raise KdlabError(f"subset {subset} is larger than the training set ({n})")
+        require_every_class(data.y_train[: subset or n], data.classes, subset)
+        return self
+
     def student_seeds(self) -> list[int]:
         """The 800-800 students' seeds: --seeds of them from --seed on."""
         return [self.seed + k for k in range(self.seeds)]
@@ -82,3 +99,6 @@ class Hinton2015Config:
         value = getattr(self, name)
         unset = None if name == "subset" else 0
         return BUDGETS[self.budget][name] if value == unset else value
+
+
+SETTINGS = Hinton2015Config  # the class of its settings, for the registry

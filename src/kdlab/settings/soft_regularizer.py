@@ -1,6 +1,6 @@
-"""The soft-regularizer protocol's declaration: its name, its settings, the metrics and the
-teacher it offers sweeps, and the validation split and samples its settings define (checked
-before the teacher trains)."""
+"""The soft-regularizer protocol's declaration: its name, its help, its settings (with the
+teacher they share), the metrics it offers sweeps, and the validation split and samples its
+settings define (checked before the teacher trains)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,33 @@ from typing import TYPE_CHECKING
 from kdlab.config import option, same_as
 from kdlab.errors import KdlabError
 from kdlab.seeds import derive_seed
+from kdlab.settings.metric import Metric
 from kdlab.settings.study import StudyConfig
 
 if TYPE_CHECKING:
     import torch
 
 NAME = "soft-regularizer"
+HELP = "students on a fraction of the data: hard labels, early stopping, soft targets"
+_STUDENTS = {
+    "soft": "soft-target student",
+    "early": "hard-label student at its epoch of lowest validation loss",
+    "hard": "hard-label student at its last epoch",
+}
+_QUANTITIES = {  # key -> (unit, higher is better, what)
+    "accuracy": ("%", True, "accuracy"),
+    "loss": ("nats", False, "cross-entropy"),
+    "errors": ("errors", False, "errors"),
+}
 # per-seed metrics of a run, at its smallest fraction (a sweep sets `fractions = [3]` to pick
-# one): "val_" on the validation split, the others on the test set; `early` is the hard-label
-# student at its epoch of lowest validation loss
+# one): "val_" on the validation split, the others on the test set
 METRICS = tuple(
-    f"{method}_{prefix}{key}"
+    Metric(
+        f"{method}_{prefix}{key}",
+        _QUANTITIES[key][0],
+        _QUANTITIES[key][1],
+        f"{_STUDENTS[method]}: {_QUANTITIES[key][2]} on the {'validation split' if prefix else 'test set'}",
+    )
     for prefix in ("val_", "")
     for method in ("soft", "early", "hard")
     for key in ("accuracy", "loss" if prefix else "errors")
@@ -72,6 +88,12 @@ class SoftRegularizerConfig(StudyConfig):
         for fraction in self.fractions:
             quotas(labels[pool], len(classes), fraction)
 
+    def teacher_settings(self) -> StudyConfig:
+        """The mythical-digit teacher's settings (trained on every training image, so shared
+        through the store): `val_size` here is the students' validation split, not the teacher's."""
+        shared = {f.name: getattr(self, f.name) for f in fields(StudyConfig)}
+        return StudyConfig(**{**shared, "val_size": 0})
+
     def student_epochs(self, images: int) -> int:
         """About `steps` optimiser steps whatever the fraction, within [min_epochs, max_epochs]:
         a small sample needs many passes to converge, the whole pool only a few."""
@@ -81,11 +103,7 @@ class SoftRegularizerConfig(StudyConfig):
         return min(self.max_epochs, max(self.min_epochs, epochs))
 
 
-def teacher_settings(config: SoftRegularizerConfig) -> StudyConfig:
-    """The mythical-digit teacher's settings (trained on every training image, so shared
-    through the store): `val_size` here is the students' validation split, not the teacher's."""
-    shared = {f.name: getattr(config, f.name) for f in fields(StudyConfig)}
-    return StudyConfig(**{**shared, "val_size": 0})
+SETTINGS = SoftRegularizerConfig  # the class of its settings, for the registry
 
 
 def split_pool(rows: torch.Tensor, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,14 +4,17 @@ check every one of them makes on the training rows before anything trains."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from kdlab.choices import FAMILIES, STRATEGIES
-from kdlab.config import check_fields, option
+from kdlab.config import check_fields, cli_name, option
 from kdlab.errors import KdlabError
+from kdlab.seeds import derive_seed
 
 if TYPE_CHECKING:
     import torch
+
+    from kdlab.data.base import Dataset
 
 # (teacher, student) widths of each family: the paper's MLPs, and CNNs sized for CIFAR-10
 # (bench/bench_cnn.py): the teacher, 94.5k parameters, is about 1.6x faster per epoch on a 2-core
@@ -23,6 +26,8 @@ DEFAULT_WIDTHS = {"mlp": ((1200, 1200), (300, 300)), "cnn": ((32, 64, 128), (8, 
 @dataclass(frozen=True)
 class StudyConfig:
     """Settings of a teacher and its students; the defaults are the published protocol."""
+
+    CLASS_FIELDS: ClassVar[tuple[str, ...]] = ()  # fields naming classes (by name or index)
 
     dataset: str = option("mnist", "data set")
     epochs: int = option(10, "training epochs of the teacher and of every student", ge=1)
@@ -85,6 +90,24 @@ class StudyConfig:
         if "validation" in self.calibration and self.val_size <= 0:
             raise KdlabError("validation calibration needs a validation split: set --val-size > 0")
 
+    def resolve(self, data: Dataset) -> StudyConfig:
+        """The settings made explicit for the data (classes stored by name, the model family and
+        widths) and checked against it, before anything is written."""
+        config = self
+        for name in self.CLASS_FIELDS:  # class names or indices, stored as names
+            indices = resolve_classes(getattr(config, name), data.classes, cli_name(name))
+            config = replace(config, **{name: tuple(data.classes[c] for c in indices)})
+        config = config.for_data(data.image_shape)
+        config.check_classes(data.classes)
+        rows, _ = split_rows(config.teacher_settings().for_data(data.image_shape), len(data.y_train))
+        config.check_rows(rows, data.y_train, data.classes)
+        return config
+
+    def teacher_settings(self) -> StudyConfig:
+        """The teacher's settings: by default the study's own (a sweep trains each distinct
+        teacher once)."""
+        return self
+
     def check_classes(self, classes: tuple[str, ...]) -> None:
         """Checks that need the data set's classes; run before anything is written."""
 
@@ -120,3 +143,44 @@ def require_every_class(labels: torch.Tensor, classes: tuple[str, ...], subset: 
     if missing:
         rows = f"the first {subset} training images (--subset)" if subset else "the training images"
         raise KdlabError(f"{rows} hold no image of class(es) {', '.join(missing)}; choose a larger --subset")
+
+
+def resolve_classes(
+    names: tuple[str, ...], classes: tuple[str, ...], flag: str = "classes"
+) -> tuple[int, ...]:
+    """Class indices for names or indices given by the user (as `flag`); an unknown class, or
+    one named twice (by its index and its name), is an error."""
+    given: dict[int, str] = {}
+    for name in names:
+        token = str(name).strip()
+        if token in classes:
+            index = classes.index(token)
+        elif token.isdigit() and int(token) < len(classes):
+            index = int(token)
+        else:
+            raise KdlabError(f"unknown class {token!r}; classes are {', '.join(classes)}")
+        if index in given:
+            raise KdlabError(f"{flag} names class {classes[index]!r} twice ({given[index]!r} and {token!r})")
+        given[index] = token
+    return tuple(sorted(given))
+
+
+def split_rows(config: StudyConfig, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Training rows and (optionally) held-out validation rows of the training set."""
+    import torch  # called once the data are loaded: torch is loaded already
+
+    if config.val_size >= n:
+        raise KdlabError(f"val size {config.val_size} leaves no training images (of {n})")
+    rows = torch.arange(n)
+    val = None
+    if config.val_size:
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(config.seed, "val")))
+        rows, val = perm[config.val_size :].sort().values, perm[: config.val_size].sort().values
+    if config.subset > len(rows):
+        after = " after --val-size" if config.val_size else ""
+        raise KdlabError(
+            f"--subset {config.subset} is larger than the training set ({len(rows)} images{after})"
+        )
+    if config.subset:
+        rows = rows[: config.subset]
+    return rows, val

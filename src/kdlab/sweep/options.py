@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kdlab.config import RunOptions, check_fields, option
+from kdlab.settings.metric import Metric
 from kdlab.settings.study import StudyConfig
 
 BUDGET_FIELDS = ("epochs", "seeds", "subset")
@@ -70,12 +71,27 @@ class RayOptions:
         check_fields(self)
 
 
-# objective (on the validation split, per epoch) -> the same quantity on the test set
+@dataclass(frozen=True)
+class Objective(Metric):
+    """A metric a trial reports on the validation split after every epoch, and the name of the
+    same quantity on the test set among the protocol's metrics (for the re-validation)."""
+
+    test: str
+
+
+# the KD student without the omitted classes, on the validation split
 OBJECTIVES = {
-    "val_omitted_after": "kd_omitted_after",
-    "val_accuracy_after": "kd_accuracy_after",
-    "val_omitted_before": "kd_omitted_before",
-    "val_accuracy_before": "kd_no_accuracy",
+    o.name: o
+    for o in (
+        Objective(
+            "val_omitted_after", "%", True, "on the omitted classes, after the shift", "kd_omitted_after"
+        ),
+        Objective("val_accuracy_after", "%", True, "overall, after the shift", "kd_accuracy_after"),
+        Objective(
+            "val_omitted_before", "%", True, "on the omitted classes, before the shift", "kd_omitted_before"
+        ),
+        Objective("val_accuracy_before", "%", True, "overall, before the shift", "kd_no_accuracy"),
+    )
 }
 
 

@@ -25,6 +25,7 @@ from kdlab.data.datasets import load_dataset
 from kdlab.errors import KdlabError
 from kdlab.io import atomic_write_json, atomic_write_text, holding_claims
 from kdlab.protocols.common import device_of
+from kdlab.protocols.contract import open_run
 from kdlab.protocols.study import open_study, teacher_job
 from kdlab.result import per_seed_metrics
 from kdlab.sweep import require_ray
@@ -37,7 +38,8 @@ from kdlab.sweep.table import summary_markdown, table_rows, write_table
 @holding_claims()  # a worker outlives its task: the task's folder is given back when it ends
 def train_teacher(protocol: str, config: Any, opts: RunOptions) -> str:
     """Train (or find) the teacher of `config` in the shared store; its key."""
-    return open_study(protocols.get(protocol).teacher(config), opts, protocol).teacher_key
+    lab, settings = open_run(protocol, config.teacher_settings(), opts)
+    return open_study(lab, settings).teacher_key
 
 
 @holding_claims()
@@ -143,7 +145,7 @@ def train_teachers(ray, protocol: str, configs: list, shared, ray_opts, out: Pat
     for config in configs:
         if config.dataset not in data:
             data[config.dataset] = load_dataset(config.dataset, shared.data_dir, shared.download, quiet=True)
-        settings = protocols.get(protocol).teacher(config).for_data(data[config.dataset].image_shape)
+        settings = config.teacher_settings().for_data(data[config.dataset].image_shape)
         teachers.setdefault(teacher_job(settings, data[config.dataset], device_of(shared.device)).key, config)
     task = remote(ray, train_teacher, ray_opts)
     # each in a folder of its own settings: a later sweep's teacher task never meets a folder

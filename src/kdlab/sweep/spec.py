@@ -99,7 +99,7 @@ class SweepSpec:
 
     @property
     def config_cls(self) -> type:
-        return protocols.get(self.protocol).config
+        return protocols.get(self.protocol).settings
 
     @property
     def swept(self) -> list[str]:
@@ -147,7 +147,7 @@ def parse_spec(data: dict[str, Any], default_name: str) -> SweepSpec:
     if unknown:
         raise KdlabError(f"unknown sweep key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(TOP_KEYS))}")
     protocol = data.get("protocol", "mythical-digit")
-    names = protocols.sweepable(protocol).metrics
+    names = protocols.sweepable(protocol).metric_names
     grid = data.get("grid", {})
     explicit = data.get("points", [])
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):

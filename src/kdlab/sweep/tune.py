@@ -38,7 +38,10 @@ import torch
 from kdlab import protocols
 from kdlab.config import to_dict
 from kdlab.errors import KdlabError
+from kdlab.evaluation import Calibration, scores
+from kdlab.evaluation import shift as choose
 from kdlab.io import atomic_write_json, atomic_write_text, holding_claims
+from kdlab.protocols.contract import open_run
 from kdlab.protocols.study import open_study
 from kdlab.reporting.stats import mean_ci, paired
 from kdlab.reporting.table import cell, markdown
@@ -61,7 +64,7 @@ class TuneSpec:
 
     @property
     def config_cls(self) -> type:
-        return protocols.get(self.protocol).config
+        return protocols.get(self.protocol).settings
 
     def config(self, params: dict[str, Any]) -> Any:
         return make_config(self.config_cls, {**self.base, **params})
@@ -141,17 +144,18 @@ def search_space(space: dict) -> tuple[dict, dict[str, dict[str, Any]]]:
     return dists, labels
 
 
-def validation_metrics(logits: torch.Tensor, y: torch.Tensor, omit: tuple[int, ...]) -> dict[str, float]:
-    """Before and after the validation calibration (the shift best on this split), in %."""
-    from kdlab.calibration import accuracy_at, best_shift
-
-    shift = best_shift(logits, y, omit)
-    overall, omitted = accuracy_at(logits, y, omit, torch.tensor([0.0, shift], device=logits.device))
+def validation_metrics(
+    logits: torch.Tensor, y: torch.Tensor, omit: tuple[int, ...], given: Calibration
+) -> dict:
+    """One model's logits [1, N, C] on the validation split (labels `y`) before and after the
+    validation calibration (the shift best on this split), in %."""
+    shift = choose("validation", omit, (logits[0], y), logits[0], given)
+    before, after = (scores(logits, y, logits.shape[-1], omit, [s])[0] for s in (0.0, shift))
     return {
-        "val_accuracy_before": 100 * float(overall[0]),
-        "val_omitted_before": 100 * float(omitted[0]),
-        "val_accuracy_after": 100 * float(overall[1]),
-        "val_omitted_after": 100 * float(omitted[1]),
+        "val_accuracy_before": 100 * before.accuracy,
+        "val_omitted_before": 100 * before.omitted,
+        "val_accuracy_after": 100 * after.accuracy,
+        "val_omitted_after": 100 * after.omitted,
         "val_shift": shift,
     }
 
@@ -164,35 +168,22 @@ def trial(
     after every epoch (ASHA may stop it there)."""
     from ray import tune
 
-    from kdlab.settings.mythical_digit import NAME
-    from kdlab.training.engine import predict, train_group
+    from kdlab.training.engine import predict
 
     values = {k: labels[k][v] if k in labels else v for k, v in params.items()}
     config = spec.config(values)
     opts = trial_options(shared, ray_opts, out / "trials" / point_id(config), models)
-    study = open_study(config, opts, NAME, omit_fields=("omit",))
+    study = open_study(*open_run(spec.protocol, config, opts))
     omit = tuple(study.data.classes.index(c) for c in study.config.omit)
-    x, y = study.data.x_train.to(study.device), study.data.y_train.to(study.device)
-    transfer = study.rows[~torch.isin(y[study.rows], torch.tensor(omit, device=study.device))]
-    x_mon, y_mon, _ = study.monitor(omit)
     student = study.spec(study.config.student_hidden, study.config.alpha, "student", config.seed)
     x_val, y_val = study.val
 
-    def report(epoch: int, model, _val) -> None:
-        tune.report({"epoch": epoch, **validation_metrics(predict(model, x_val)[0], y_val, omit)})
+    given = Calibration(study.teacher_test_logits, 0.0, study.val)
 
-    train_group(
-        [student],
-        x,
-        y,
-        transfer,
-        study.teacher_logits,
-        x_mon,
-        y_mon,
-        study.num_classes,
-        image_shape=study.data.image_shape,
-        on_epoch=report,
-    )
+    def report(epoch: int, model, _val) -> None:
+        tune.report({"epoch": epoch, **validation_metrics(predict(model, x_val), y_val, omit, given)})
+
+    study.lab.fit([student], study.transfer(omit), study.monitor(omit), study.tutor, on_epoch=report)
 
 
 def reeval_spec(spec: TuneSpec, winner: dict[str, Any], n: int) -> SweepSpec:
@@ -205,7 +196,7 @@ def reeval_spec(spec: TuneSpec, winner: dict[str, Any], n: int) -> SweepSpec:
         base={**spec.base, "seeds": n, "seed_list": [seed + 1 + i for i in range(n)]},
         grid={},
         explicit=[winner, {}],
-        metrics=(OBJECTIVES[spec.settings.objective], "kd_accuracy_after", "kd_omitted_before"),
+        metrics=(OBJECTIVES[spec.settings.objective].test, "kd_accuracy_after", "kd_omitted_before"),
     )
 
 

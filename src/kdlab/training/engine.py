@@ -59,6 +59,40 @@ class TrainSpec:
         )
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """Every training image as one tensor on the device, with its labels; models pick their
+    rows from it. Jitter and the cnn need the image shape."""
+
+    x: torch.Tensor  # [N, D]
+    y: torch.Tensor  # [N]
+    num_classes: int
+    image_shape: tuple[int, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """The labelled set every epoch is scored on: the learning curves, and early stopping."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    name: str = "test set"
+
+
+@dataclass
+class SoftTargets:
+    """A teacher as students see it: its logits on every training image, computed once (exact
+    for images used as stored), and the network itself (a stack of one) for moved images,
+    which have soft targets of their own."""
+
+    logits: torch.Tensor | None  # [N, C]
+    net: StackedModule | None = None
+
+    def of(self, rows: torch.Tensor, xb: torch.Tensor, moved: bool) -> torch.Tensor:
+        """The soft targets [K, B, C] of a batch: the training rows [K, B], seen as `xb`."""
+        return _teacher_on(self.net, xb) if moved else self.logits[rows]
+
+
 @dataclass
 class EvalResult:
     """Metrics of K models on one labelled set."""
@@ -99,35 +133,27 @@ def score(logits: torch.Tensor, y: torch.Tensor, num_classes: int) -> EvalResult
 
 def train_group(
     specs: list[TrainSpec],
-    x: torch.Tensor,
-    y: torch.Tensor,
+    data: TrainingData,
     transfer: torch.Tensor,
-    teacher_logits: torch.Tensor | None,
-    x_val: torch.Tensor,
-    y_val: torch.Tensor,
-    num_classes: int,
+    monitor: Monitor,
+    teacher: SoftTargets | None = None,
     on_step: Callable[[], None] | None = None,
-    teacher: StackedModule | None = None,
-    image_shape: tuple[int, int, int] | None = None,
     on_epoch: Callable[[int, StackedModule, EvalResult], None] | None = None,
 ) -> tuple[StackedModule, list[list[dict]]]:
-    """Train the models of `specs` together on the rows `transfer` of (x, y): one set of rows
-    [N] for every model, or each model its own rows [K, N] (e.g. each seed its own sample).
-
-    Models with alpha > 0 distil from the teacher: from `teacher_logits` [N, C], its outputs
-    on x computed once, when the images are used as stored; from `teacher` (a stack of one)
-    run on every jittered batch otherwise, since a moved image has its own soft targets.
-    Jitter and the cnn need `image_shape`. Returns the trained stack and, per model, a history
-    with one dict of metrics per epoch. `on_epoch(epoch, model, val)` sees the models (in eval
-    mode) and their validation scores after each epoch, e.g. to report a metric to an
-    early-stopping scheduler or to keep each model's best weights.
+    """Train the models of `specs` together on the rows `transfer` of the training data: one
+    set of rows [N] for every model, or each model its own rows [K, N] (e.g. each seed its own
+    sample). Models with alpha > 0 distil from `teacher`. Returns the trained stack and, per
+    model, a history with one dict of metrics (on `monitor`) per epoch. `on_epoch(epoch, model,
+    val)` sees the models (in eval mode) and their scores on `monitor` after each epoch, e.g. to
+    report a metric to an early-stopping scheduler or to keep each model's best weights.
     """
     first = specs[0]
     if any(s.group_key() != first.group_key() for s in specs):
         raise ValueError("a group needs one architecture, regularisation, optimiser, epochs and batch size")
     distils = any(s.alpha > 0 for s in specs)
-    if distils and (teacher if first.jitter else teacher_logits) is None:
+    if distils and (teacher is None or (teacher.net if first.jitter else teacher.logits) is None):
         raise ValueError("alpha > 0 needs the teacher's logits, or the teacher itself when jittering")
+    x, y, image_shape = data.x, data.y, data.image_shape
     if first.jitter and image_shape is None:
         raise ValueError("jitter needs the image shape")
     device = x.device
@@ -160,9 +186,7 @@ def train_group(
             yb, xb = y[idx], x[idx]
             if first.jitter:
                 xb = translate(xb, image_shape, first.jitter, generators)
-            soft = None
-            if distils:
-                soft = teacher_logits[idx] if not first.jitter else _teacher_on(teacher, xb)
+            soft = teacher.of(idx, xb, moved=first.jitter > 0) if distils else None
             logits = model(xb, generators)
             loss = kd_loss(logits, yb, soft, temperature, alpha, t2)
             optimizer.zero_grad()
@@ -177,7 +201,7 @@ def train_group(
                 on_step()
         train_time = time.perf_counter() - start_time
         model.eval()
-        val = score(predict(model, x_val), y_val, num_classes)
+        val = score(predict(model, monitor.x), monitor.y, data.num_classes)
         for k in range(num_models):
             histories[k].append(
                 {
