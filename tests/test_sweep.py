@@ -303,7 +303,11 @@ def _point(params: dict, values: dict[str, list[float]]) -> dict:
 
 
 def test_summary_findings_name_the_best_point_and_those_a_paired_test_cannot_tell_from_it():
+    from kdlab.settings.metric import Metric
     from kdlab.sweep.table import summary_findings, summary_markdown
+
+    acc_m, errors_m = Metric("acc", "%", True, ""), Metric("kd_errors", "errors", False, "")
+    shift_m = Metric("kd_shift", "logit", None, "")  # no direction: no best point
 
     def point(t, acc, errors, shift):
         return _point({"temperature": t}, {"acc": acc, "kd_errors": errors, "kd_shift": shift})
@@ -313,15 +317,15 @@ def test_summary_findings_name_the_best_point_and_those_a_paired_test_cannot_tel
         point(4, [60.0, 61.0, 63.0], [5, 6, 5], [1, 1, 1]),
         point(8, [61.0, 60.0, 62.5], [6, 5, 6], [0, 0, 0]),
     ]
-    acc, errors = summary_findings(records, ["temperature"], ("acc", "kd_errors", "kd_shift"))
+    acc, errors = summary_findings(records, ["temperature"], (acc_m, errors_m, shift_m))
     assert acc.startswith("acc: best at temperature = 4, 61.33 ± ")
     assert "1 of the other 2 points are not distinguishable" in acc  # T = 8 ties, T = 1 loses
     assert acc.endswith("range from 51.00 to 61.33")
     assert errors.startswith("kd_errors: best at temperature = 4, 5.33 ± ")  # fewer is better
-    summary = summary_markdown(records, ["temperature"], ("acc",))
+    summary = summary_markdown(records, ["temperature"], (acc_m,))
     assert summary.splitlines()[-1].startswith("- acc: best at temperature = 4")
     # one seed: the best point and the range, no test
     one = [_point({"temperature": t}, {"acc": [a]}) for t, a in ((1, 50.0), (2, 55.0))]
-    assert summary_findings(one, ["temperature"], ("acc",)) == [
+    assert summary_findings(one, ["temperature"], (acc_m,)) == [
         "acc: best at temperature = 2, 55.00; the points' means range from 50.00 to 55.00"
     ]

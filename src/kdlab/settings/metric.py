@@ -12,5 +12,5 @@ class Metric:
 
     name: str
     unit: str
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: no better direction (e.g. a chosen bias shift)
     help: str

@@ -31,7 +31,7 @@ METRICS = (
     Metric("norm_omitted_after", _PCT, True, "hard-label student without them, on them, after the shift"),
     Metric("norm_accuracy_after", _PCT, True, "hard-label student without them, overall, after the shift"),
     Metric("kd_accuracy_after", _PCT, True, "KD student without them, overall, after the shift"),
-    Metric("kd_shift", "logit", False, "the shift the first calibration chose for the KD student"),
+    Metric("kd_shift", "logit", None, "the shift the first calibration chose for the KD student"),
 )
 
 

@@ -181,7 +181,9 @@ def publish(
     done = [records[p.id] for p in points if p.id in records]
     rows = table_rows(done, spec.swept, spec.metrics)
     write_table(paths.out, rows)
-    summary = summary_markdown(done, spec.swept, spec.metrics) if done else ""
+    declared = {m.name: m for m in protocols.get(spec.protocol).metrics}
+    metrics = tuple(declared[name] for name in spec.metrics)
+    summary = summary_markdown(done, spec.swept, metrics) if done else ""
     atomic_write_text(paths.out / "summary.md", summary)
     if done:
         sweep_figures(done, spec.swept, spec.metrics, paths.out / "figures")

@@ -12,6 +12,7 @@ from typing import Any
 from kdlab.io import atomic_write_text
 from kdlab.reporting.stats import mean_ci, paired
 from kdlab.reporting.table import cell, markdown
+from kdlab.settings.metric import Metric
 
 
 def cell_text(value: Any) -> str:
@@ -58,37 +59,29 @@ def write_table(out: Path, rows: list[dict]) -> None:
     atomic_write_text(out / "results.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
 
 
-def summary_markdown(records: list[dict], swept: list[str], metrics: tuple[str, ...]) -> str:
+def summary_markdown(records: list[dict], swept: list[str], metrics: tuple[Metric, ...]) -> str:
     """One line per point (the swept values and each metric's mean ± CI half-width over seeds),
     then the findings computed from them (`summary_findings`)."""
-    header = [*swept, "seeds", *metrics]
+    header = [*swept, "seeds", *(m.name for m in metrics)]
     lines = []
     for record in records:
         cells = [short_text(record["config"][name]) for name in swept]
         cells.append(str(len(record["rows"])))
         for metric in metrics:
-            mean, hw = mean_ci([row[metric] for row in record["rows"]])
+            mean, hw = mean_ci([row[metric.name] for row in record["rows"]])
             cells.append(cell(mean, hw, 2))
         lines.append(cells)
     findings = "".join(f"- {line}\n" for line in summary_findings(records, swept, metrics))
     return markdown(header, lines) + ("\n" + findings if findings else "")
 
 
-def higher_is_better(metric: str) -> bool | None:
-    """Which way a per-seed metric improves: errors and losses down, accuracies up; a bias
-    shift has no better direction (None)."""
-    if metric.endswith("_shift"):
-        return None
-    return not metric.endswith(("_errors", "_loss"))
-
-
-def summary_findings(records: list[dict], swept: list[str], metrics: tuple[str, ...]) -> list[str]:
+def summary_findings(records: list[dict], swept: list[str], metrics: tuple[Metric, ...]) -> list[str]:
     """Per requested metric: the best point, the points a paired t-test over the shared seeds
     cannot tell from it (p >= 0.05), and the range of the points' means; so that a sweep's
     reading is computed, not typed, and a rerun on other numbers rewrites it."""
     lines = []
-    for metric in metrics:
-        direction = higher_is_better(metric)
+    for declared in metrics:
+        metric, direction = declared.name, declared.higher_is_better
         if direction is None or len(records) < 2:
             continue
         by_seed = [{row["seed"]: row[metric] for row in r["rows"]} for r in records]
