@@ -1,15 +1,18 @@
 """Helpers shared by the tests: synthetic IDX files, the reduced budgets of the end-to-end
-runs, and an MLP computed by hand."""
+runs and the command that starts them, a training spec, and an MLP computed by hand."""
 
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from kdlab.cli import main
 from kdlab.data.base import SPLIT_FILES
+from kdlab.training.engine import TrainSpec
 
 STEMS = tuple(SPLIT_FILES.values())
 TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = STEMS
@@ -60,6 +63,30 @@ def budget(epochs: int, subset: int, teacher: tuple[int, ...] = (300, 300), *ext
         "--epochs", str(epochs), "--subset", str(subset), "--batch-size", "100", "--quiet",
         "--teacher-hidden", *map(str, teacher), *extra,
     ]  # fmt: skip
+
+
+def run(protocol: str, data_dir: Path, out: Path, *options: str) -> int:
+    """The exit code of `kdlab run <protocol> --data-dir <data_dir> --out <out> <options>`."""
+    return main(["run", protocol, "--data-dir", str(data_dir), "--out", str(out), *options])
+
+
+def results_of(protocol: str, data_dir: Path, out: Path, *options: str) -> dict:
+    """Run as `run` does, require exit code 0, and return the results.json it wrote."""
+    code = run(protocol, data_dir, out, *options)
+    assert code == 0, f"kdlab run {protocol} exited with {code}"
+    return json.loads((Path(out) / "results.json").read_text())
+
+
+# A training spec small enough for the unit tests; `train_spec` replaces any field.
+SPEC_BASE = dict(
+    sizes=(12, 16, 16, 4), dropout=0.5, epochs=3, batch_size=32, lr=1e-2, alpha=0.0, temperature=4.0,
+    t2=True, init_seed=1, stream_seed=2,
+)  # fmt: skip
+
+
+def train_spec(**fields) -> TrainSpec:
+    """A TrainSpec of SPEC_BASE with `fields` replaced or added."""
+    return TrainSpec(**{**SPEC_BASE, **fields})
 
 
 def classes_data(n: int = 240, d: int = 12, c: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,30 +1,14 @@
-"""The batched engine: a group of K models equals K separate runs; the optimiser equals torch's."""
+"""The batched engine: a group of K models equals K separate runs; the optimisers equal torch's."""
 
 import pytest
 import torch
-from helpers import classes_data, mlp_by_hand
+from helpers import classes_data, mlp_by_hand, train_spec
 
 from kdlab.models import StackedMLP
-from kdlab.training.engine import Monitor, SoftTargets, TrainingData, TrainSpec, predict, score, train_group
-from kdlab.training.optim import StackedAdam
+from kdlab.training.engine import Monitor, SoftTargets, TrainingData, predict, score, train_group
+from kdlab.training.optim import StackedAdam, StackedSGD
 
 _data = classes_data
-
-
-def _spec(**kw):
-    base = dict(
-        sizes=(12, 16, 16, 4),
-        dropout=0.5,
-        epochs=3,
-        batch_size=32,
-        lr=1e-2,
-        alpha=0.0,
-        temperature=4.0,
-        t2=True,
-        init_seed=1,
-        stream_seed=2,
-    )
-    return TrainSpec(**{**base, **kw})
 
 
 def test_group_equals_separate_runs():
@@ -32,10 +16,10 @@ def test_group_equals_separate_runs():
     teacher_logits = torch.randn(len(x), 4, generator=torch.Generator().manual_seed(5))
     transfer = torch.nonzero(y != 2).flatten()
     specs = [
-        _spec(),
-        _spec(alpha=0.9, temperature=2.0, init_seed=3, stream_seed=4),
-        _spec(alpha=0.5, t2=False, lr=3e-3, init_seed=5, stream_seed=6),
-        _spec(alpha=1.0, temperature=8.0, lr=3e-3, init_seed=7, stream_seed=8),
+        train_spec(),
+        train_spec(alpha=0.9, temperature=2.0, init_seed=3, stream_seed=4),
+        train_spec(alpha=0.5, t2=False, lr=3e-3, init_seed=5, stream_seed=6),
+        train_spec(alpha=1.0, temperature=8.0, lr=3e-3, init_seed=7, stream_seed=8),
     ]
     data, watch, soft = TrainingData(x, y, 4), Monitor(x, y), SoftTargets(teacher_logits)
     group, group_hist = train_group(specs, data, transfer, watch, soft)
@@ -51,8 +35,8 @@ def test_group_equals_separate_runs():
 def test_training_learns_and_is_deterministic():
     x, y = _data()
     transfer = torch.arange(len(x))
-    model_a, hist_a = train_group([_spec(epochs=5)], TrainingData(x, y, 4), transfer, Monitor(x, y))
-    model_b, hist_b = train_group([_spec(epochs=5)], TrainingData(x, y, 4), transfer, Monitor(x, y))
+    model_a, hist_a = train_group([train_spec(epochs=5)], TrainingData(x, y, 4), transfer, Monitor(x, y))
+    model_b, hist_b = train_group([train_spec(epochs=5)], TrainingData(x, y, 4), transfer, Monitor(x, y))
 
     def strip(hist):
         return [{k: v for k, v in h.items() if k != "seconds"} for h in hist[0]]
@@ -66,26 +50,50 @@ def test_training_learns_and_is_deterministic():
 def test_different_seeds_differ():
     x, y = _data()
     transfer = torch.arange(len(x))
-    _, hist = train_group([_spec(), _spec(init_seed=9)], TrainingData(x, y, 4), transfer, Monitor(x, y))
+    _, hist = train_group(
+        [train_spec(), train_spec(init_seed=9)], TrainingData(x, y, 4), transfer, Monitor(x, y)
+    )
     assert hist[0][-1]["train_loss"] != hist[1][-1]["train_loss"]
 
 
-def test_stacked_adam_matches_torch_fused_adam():
+@pytest.mark.parametrize(
+    ("ours", "theirs", "shape", "lrs", "steps", "exact"),
+    [
+        pytest.param(
+            lambda p, lrs: StackedAdam(p, lrs),
+            lambda p, lr: torch.optim.Adam(p, lr=lr, fused=True),
+            (3, 5, 4), [1e-3, 1e-2, 1e-3], 5, True, id="adam-vs-fused-adam",
+        ),
+        *(
+            pytest.param(
+                lambda p, lrs, n=nesterov: StackedSGD(p, lrs, momentum=0.9, nesterov=n),
+                lambda p, lr, n=nesterov: torch.optim.SGD(p, lr=lr, momentum=0.9, nesterov=n),
+                (2, 4, 3), [0.1, 0.01], 4, False, id=f"sgd-momentum-nesterov-{nesterov}",
+            )
+            for nesterov in (False, True)
+        ),
+    ],
+)  # fmt: skip
+def test_stacked_optimiser_matches_torch_per_model(ours, theirs, shape, lrs, steps, exact):
+    """A stacked optimiser steps each of its K models as torch's optimiser steps that one alone."""
     torch.manual_seed(0)
-    stacked = torch.nn.Parameter(torch.randn(3, 5, 4))
-    singles = [torch.nn.Parameter(stacked[k].detach().clone()) for k in range(3)]
-    lrs = [1e-3, 1e-2, 1e-3]
-    ours = StackedAdam([stacked], lrs)
-    theirs = [torch.optim.Adam([singles[k]], lr=lrs[k], fused=True) for k in range(3)]
-    for _ in range(5):
-        grad = torch.randn(3, 5, 4)
+    k_models = shape[0]
+    stacked = torch.nn.Parameter(torch.randn(*shape))
+    singles = [torch.nn.Parameter(stacked[k].detach().clone()) for k in range(k_models)]
+    optimiser = ours([stacked], lrs)
+    references = [theirs([singles[k]], lrs[k]) for k in range(k_models)]
+    for _ in range(steps):
+        grad = torch.randn(*shape)
         stacked.grad = grad.clone()
-        ours.step()
-        for k in range(3):
+        optimiser.step()
+        for k in range(k_models):
             singles[k].grad = grad[k].clone()
-            theirs[k].step()
-    for k in range(3):
-        assert torch.equal(stacked[k], singles[k])
+            references[k].step()
+    for k in range(k_models):
+        if exact:
+            assert torch.equal(stacked[k], singles[k])
+        else:
+            assert torch.allclose(stacked[k], singles[k], atol=1e-6)
 
 
 def test_score_counts_per_class():
@@ -132,8 +140,10 @@ def test_a_model_in_a_group_is_bit_identical_to_it_alone_at_a_partial_batch():
     x, y = torch.randn(256 + 109, 784, generator=gen), torch.randint(0, 10, (256 + 109,), generator=gen)
     logits = torch.randn(len(x), 10, generator=gen)
     rows = torch.arange(len(x))
-    spec = _spec(sizes=(784, 300, 300, 10), epochs=1, batch_size=256, alpha=0.0)
-    kd = _spec(sizes=(784, 300, 300, 10), epochs=1, batch_size=256, alpha=0.9, init_seed=3, stream_seed=4)
+    spec = train_spec(sizes=(784, 300, 300, 10), epochs=1, batch_size=256, alpha=0.0)
+    kd = train_spec(
+        sizes=(784, 300, 300, 10), epochs=1, batch_size=256, alpha=0.9, init_seed=3, stream_seed=4
+    )
     group, _ = train_group([spec, kd], x, y, rows, logits, x, y, 10)
     alone, _ = train_group([kd], x, y, rows, logits, x, y, 10)
     for name, value in alone.state_of(0).items():

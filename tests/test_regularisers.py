@@ -1,16 +1,16 @@
-"""The paper's regularisers and optimisers: jitter, input dropout, max-norm, SGD, schedules."""
+"""The paper's regularisers and optimisers: jitter, input dropout, max-norm, schedules
+(SGD against torch's: tests/test_engine.py)."""
 
 import itertools
 import math
 
 import pytest
 import torch
-from helpers import mlp_by_hand
+from helpers import mlp_by_hand, train_spec
 
 from kdlab.models import StackedMLP
 from kdlab.training.augment import translate
-from kdlab.training.engine import Monitor, SoftTargets, TrainingData, TrainSpec, predict, train_group
-from kdlab.training.optim import StackedSGD
+from kdlab.training.engine import Monitor, SoftTargets, TrainingData, predict, train_group
 from kdlab.training.schedule import lr_factor
 
 
@@ -59,25 +59,6 @@ def test_max_norm_caps_only_the_long_columns():
     )
 
 
-@pytest.mark.parametrize("nesterov", [False, True])
-def test_stacked_sgd_matches_torch_sgd_with_momentum(nesterov):
-    torch.manual_seed(0)
-    stacked = torch.nn.Parameter(torch.randn(2, 4, 3))
-    singles = [torch.nn.Parameter(stacked[k].detach().clone()) for k in range(2)]
-    lrs = [0.1, 0.01]
-    ours = StackedSGD([stacked], lrs, momentum=0.9, nesterov=nesterov)
-    theirs = [torch.optim.SGD([singles[k]], lr=lrs[k], momentum=0.9, nesterov=nesterov) for k in range(2)]
-    for _ in range(4):
-        grad = torch.randn(2, 4, 3)
-        stacked.grad = grad.clone()
-        ours.step()
-        for k in range(2):
-            singles[k].grad = grad[k].clone()
-            theirs[k].step()
-    for k in range(2):
-        assert torch.allclose(stacked[k], singles[k], atol=1e-6)
-
-
 @pytest.mark.parametrize("schedule", ["constant", "cosine", "linear"])
 def test_schedules_start_at_one_and_never_grow(schedule):
     factors = [lr_factor(schedule, s, 10) for s in range(11)]
@@ -94,12 +75,14 @@ def _images(n=96, side=6, c=3, seed=0):
 
 
 def _spec(**kw):
-    base = dict(
-        sizes=(36, 16, 16, 3), dropout=0.3, epochs=2, batch_size=16, lr=0.05, alpha=0.0, temperature=3.0,
-        t2=True, init_seed=1, stream_seed=2, input_dropout=0.2, max_norm=1.5, jitter=1, optimizer="sgd",
-        momentum=0.9, schedule="cosine",
+    """The engine's test spec on 6x6 images, with every regulariser and SGD turned on."""
+    return train_spec(
+        **{
+            "sizes": (36, 16, 16, 3), "dropout": 0.3, "epochs": 2, "batch_size": 16, "lr": 0.05,
+            "temperature": 3.0, "input_dropout": 0.2, "max_norm": 1.5, "jitter": 1, "optimizer": "sgd",
+            "momentum": 0.9, "schedule": "cosine", **kw,
+        }
     )  # fmt: skip
-    return TrainSpec(**{**base, **kw})
 
 
 def test_group_equals_separate_runs_with_every_regulariser_and_a_jittered_teacher():

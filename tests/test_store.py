@@ -13,25 +13,14 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers import classes_data
+from helpers import classes_data, train_spec
 
 from kdlab.config import RunOptions
 from kdlab.protocols.common import Lab, ModelJob, data_identity, taught_by
 from kdlab.training.engine import Monitor, SoftTargets, TrainingData, TrainSpec, train_group
 from kdlab.training.store import WEIGHTS, ModelStore
 
-SPEC = TrainSpec(
-    sizes=(12, 16, 4),
-    dropout=0.5,
-    epochs=2,
-    batch_size=32,
-    lr=1e-2,
-    alpha=0.0,
-    temperature=1.0,
-    t2=False,
-    init_seed=1,
-    stream_seed=2,
-)
+SPEC = train_spec(sizes=(12, 16, 4), epochs=2, temperature=1.0, t2=False)
 
 
 def _dataset(mean=(0.1307,), std=(0.3081,)) -> SimpleNamespace:
