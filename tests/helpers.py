@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from kdlab.cli import main
@@ -75,6 +76,18 @@ def results_of(protocol: str, data_dir: Path, out: Path, *options: str) -> dict:
     code = run(protocol, data_dir, out, *options)
     assert code == 0, f"kdlab run {protocol} exited with {code}"
     return json.loads((Path(out) / "results.json").read_text())
+
+
+def run_once(name: str, protocol: str, *options: str):
+    """A module-scoped fixture called `name`: one `kdlab run <protocol> <options>` on the shared
+    data into a fresh folder, as (that folder, its results)."""
+
+    @pytest.fixture(scope="module", name=name)
+    def fixture(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+        out = tmp_path_factory.mktemp(name) / "out"
+        return out, results_of(protocol, shared_data, out, *options)
+
+    return fixture
 
 
 # A training spec small enough for the unit tests; `train_spec` replaces any field.

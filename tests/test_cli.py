@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import budget
+from helpers import budget, results_of, run
 
 from kdlab.cli import main
 
@@ -22,18 +22,7 @@ from kdlab.cli import main
 )
 def test_invalid_settings(args, message, shared_data, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(
-        [
-            "run",
-            "mythical-digit",
-            "--data-dir",
-            str(shared_data),
-            "--out",
-            str(out),
-            "--quiet",
-            *args,
-        ]
-    )
+    code = run("mythical-digit", shared_data, out, "--quiet", *args)
     err = capsys.readouterr().err
     assert code != 0
     assert message in err
@@ -76,7 +65,8 @@ def test_meaningless_combinations_are_refused_before_anything_trains(
     """Settings legal one by one that only the data show meaningless together: one line, and
     the output folder (and its model store) never made."""
     out = tmp_path / "out"
-    code = main(["run", *args, "--data-dir", str(shared_data), "--out", str(out), "--quiet"])
+    protocol, *options = args
+    code = run(protocol, shared_data, out, *options, "--quiet")
     err = capsys.readouterr().err
     assert code == 1 and message in err, err
     assert err.count("\n") == 1 and err.startswith("kdlab: error:")
@@ -85,7 +75,7 @@ def test_meaningless_combinations_are_refused_before_anything_trains(
 
 def test_missing_data_folder(tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["run", "mythical-digit", "--data-dir", str(tmp_path / "nowhere"), "--out", str(out)])
+    code = run("mythical-digit", tmp_path / "nowhere", out)
     err = capsys.readouterr().err
     assert code != 0 and "does not exist" in err and err.count("\n") == 1
     assert not out.exists()
@@ -104,7 +94,7 @@ def test_out_folder_of_another_experiment(shared_data, tmp_path, capsys):
     out.mkdir()
     (out / "kdlab-run.json").write_text(json.dumps({"protocol": "every-digit", "dataset": "mnist"}))
     (out / "results.json").write_text("{}")
-    code = main(["run", "mythical-digit", "--data-dir", str(shared_data), "--out", str(out), "--quiet"])
+    code = run("mythical-digit", shared_data, out, "--quiet")
     err = capsys.readouterr().err
     assert code != 0 and "another experiment" in err
     assert sorted(p.name for p in out.iterdir()) == ["kdlab-run.json", "results.json"]
@@ -115,7 +105,7 @@ def test_out_folder_with_foreign_files(shared_data, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    code = main(["run", "mythical-digit", "--data-dir", str(shared_data), "--out", str(out), "--quiet"])
+    code = run("mythical-digit", shared_data, out, "--quiet")
     assert code != 0 and "not a kdlab run" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
@@ -141,16 +131,14 @@ def test_rerun_with_other_settings_into_the_same_out_is_refused(shared_data, tmp
     """Results are data: other settings never replace a run's results; the same settings
     (run options aside) may rerun into the folder and reuse its models."""
     out = tmp_path / "out"
-    args = ["run", "mythical-digit", "--data-dir", str(shared_data), "--out", str(out), *TINY]
-    assert main(args) == 0
+    assert run("mythical-digit", shared_data, out, *TINY) == 0
     before = _files(out)
-    assert main([*args, "--temperature", "2", "--seeds", "2"]) == 1
+    assert run("mythical-digit", shared_data, out, *TINY, "--temperature", "2", "--seeds", "2") == 1
     err = capsys.readouterr().err
     assert err.startswith("kdlab: error: output folder") and err.count("\n") == 1
     assert "seeds 1 → 2" in err and "temperature 4.0 → 2.0" in err and "--models-dir" in err
     assert _files(out) == before  # nothing written, nothing lost
-    assert main([*args, "--threads", "1", "--memory-mb", "100"]) == 0
-    results = json.loads((out / "results.json").read_text())
+    results = results_of("mythical-digit", shared_data, out, *TINY, "--threads", "1", "--memory-mb", "100")
     assert all(info[0]["reused"] for info in results["models"].values())
     assert results["table"] == json.loads(before[out / "results.json"])["table"]
     marker = json.loads((out / "kdlab-run.json").read_text())

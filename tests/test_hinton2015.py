@@ -4,20 +4,15 @@ import json
 
 import pytest
 import torch
-from helpers import mlp_by_hand
+from helpers import mlp_by_hand, results_of, run_once
 from safetensors.torch import load_file
 
-from kdlab.cli import main
 from kdlab.data.datasets import load_dataset
 
 QUICK = ["--budget", "quick", "--quiet", "--subset", "3000", "--sweep-temperatures", "1", "4", "20"]
 
 
-@pytest.fixture(scope="module")
-def quick_run(shared_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("h15") / "out"
-    assert main(["run", "hinton2015", "--data-dir", str(shared_data), "--out", str(out), *QUICK]) == 0
-    return out, json.loads((out / "results.json").read_text())
+quick_run = run_once("quick_run", "hinton2015", *QUICK)
 
 
 @pytest.mark.slow
@@ -95,8 +90,7 @@ def test_the_best_shift_is_no_worse_than_the_papers(quick_run):
 @pytest.mark.slow
 def test_a_rerun_reuses_every_model(quick_run, shared_data):
     out, first = quick_run
-    assert main(["run", "hinton2015", "--data-dir", str(shared_data), "--out", str(out), *QUICK]) == 0
-    again = json.loads((out / "results.json").read_text())
+    again = results_of("hinton2015", shared_data, out, *QUICK)
     assert all(stage["reused"] for stage in again["stages"].values())
     assert [r["kdlab"] for r in again["rows"]] == [r["kdlab"] for r in first["rows"]]
 
@@ -121,16 +115,8 @@ def test_student_seeds_reuse_the_first_and_report_mean_and_range(quick_run, shar
     """--seeds 2: the first seed's students are the one-seed run's (reused), each 800-800 row
     is the mean of its two seeds with their min and max, the teacher and T-sweep rows one value."""
     out, first = quick_run
-    args = [
-        "--data-dir",
-        str(shared_data),
-        "--out",
-        str(tmp_path / "s2"),
-        "--models-dir",
-        str(out / "models"),
-    ]
-    assert main(["run", "hinton2015", *args, *QUICK, "--seeds", "2"]) == 0
-    two = json.loads((tmp_path / "s2" / "results.json").read_text())
+    models = ("--models-dir", str(out / "models"))
+    two = results_of("hinton2015", shared_data, tmp_path / "s2", *models, *QUICK, "--seeds", "2")
     assert two["stages"]["teacher"]["reused"] and two["stages"]["sweep"]["reused"]
     assert not two["stages"]["no3"]["reused"]
     one = {r["experiment"]: r for r in first["rows"]}

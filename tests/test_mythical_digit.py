@@ -5,20 +5,15 @@ import json
 import shutil
 
 import pytest
-from helpers import budget
+from helpers import budget, results_of, run, run_once
 
-from kdlab.cli import main
 from kdlab.result import per_seed_metrics
 
 COLUMNS = ["Teacher", "Norm", "KD", "Norm No3", "KD No3", "Norm No3+B", "KD No3+B"]
 SMALL = budget(2, 3000)
 
 
-@pytest.fixture(scope="module")
-def first_run(shared_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("md") / "out"
-    assert main(["run", "mythical-digit", "--data-dir", str(shared_data), "--out", str(out), *SMALL]) == 0
-    return out, json.loads((out / "results.json").read_text())
+first_run = run_once("first_run", "mythical-digit", *SMALL)
 
 
 @pytest.mark.slow
@@ -76,27 +71,11 @@ def test_rerun_reuses_resumes_and_reproduces(first_run, shared_data, tmp_path):
     # an interrupted run: the No3 students never finished
     for name in ("Norm No3", "KD No3"):
         shutil.rmtree(copy / results["models"][name][0]["folder"])
-    assert main(["run", "mythical-digit", "--data-dir", str(shared_data), "--out", str(copy), *SMALL]) == 0
-    resumed = json.loads((copy / "results.json").read_text())
+    resumed = results_of("mythical-digit", shared_data, copy, *SMALL)
     reused = {name: info[0]["reused"] for name, info in resumed["models"].items()}
     assert reused == {"Teacher": True, "Norm": True, "KD": True, "Norm No3": False, "KD No3": False}
     assert resumed["table"] == results["table"]  # retrained models are bit-identical
-    assert (
-        main(
-            [
-                "run",
-                "mythical-digit",
-                "--data-dir",
-                str(shared_data),
-                "--out",
-                str(copy),
-                "--fresh",
-                *SMALL,
-            ]
-        )
-        == 0
-    )
-    fresh = json.loads((copy / "results.json").read_text())
+    fresh = results_of("mythical-digit", shared_data, copy, "--fresh", *SMALL)
     assert not any(info[0]["reused"] for info in fresh["models"].values())
     assert fresh["table"] == results["table"]
 
@@ -105,29 +84,8 @@ def test_rerun_reuses_resumes_and_reproduces(first_run, shared_data, tmp_path):
 def test_options_change_the_experiment(first_run, shared_data, tmp_path):
     _, results = first_run
     out = tmp_path / "o"
-    assert (
-        main(
-            [
-                "run",
-                "mythical-digit",
-                "--data-dir",
-                str(shared_data),
-                "--out",
-                str(out),
-                *SMALL,
-                "--omit",
-                "3",
-                "8",
-                "--bias",
-                "2",
-                "--no-t2",
-                "--seed",
-                "1",
-            ]
-        )
-        == 0
-    )
-    other = json.loads((out / "results.json").read_text())
+    options = ("--omit", "3", "8", "--bias", "2", "--no-t2", "--seed", "1")
+    other = results_of("mythical-digit", shared_data, out, *SMALL, *options)
     assert "KD No3,8+B" in other["table"] and other["table"]["Norm No3,8"]["8"] == 0.0
     assert other["config"]["t2"] is False and other["config"]["bias"] == 2.0
     assert other["table"]["Norm"] != results["table"]["Norm"]  # another seed
@@ -151,11 +109,8 @@ def test_seeds_train_as_groups_and_match_separate_runs(shared_data, tmp_path):
     """Two seeds: cells get intervals; the group of four students per transfer set gives the
     same table as training every model alone (a memory budget too small for two models)."""
     grouped, alone = tmp_path / "grouped", tmp_path / "alone"
-    args = ["run", "mythical-digit", "--data-dir", str(shared_data), *SMALL, "--seeds", "2"]
-    assert main([*args, "--out", str(grouped)]) == 0
-    assert main([*args, "--out", str(alone), "--memory-mb", "1"]) == 0
-    a = json.loads((grouped / "results.json").read_text())
-    b = json.loads((alone / "results.json").read_text())
+    a = results_of("mythical-digit", shared_data, grouped, *SMALL, "--seeds", "2")
+    b = results_of("mythical-digit", shared_data, alone, *SMALL, "--seeds", "2", "--memory-mb", "1")
     assert a["seeds"] == [0, 1] and a["ci95"]["KD No3"]["Avg"] is not None
     assert len(a["per_seed"]["KD"]["3"]) == 2 and a["ci95"]["Teacher"]["3"] is None
     record = json.loads((grouped / a["models"]["KD No3"][1]["folder"] / "record.json").read_text())
@@ -172,25 +127,9 @@ def test_seeds_train_as_groups_and_match_separate_runs(shared_data, tmp_path):
 def test_every_calibration_strategy_end_to_end(first_run, shared_data, tmp_path):
     out = tmp_path / "cal"
     strategies = ["validation", "fixed", "oracle-test", "prior-matching"]
-    assert (
-        main(
-            [
-                "run",
-                "mythical-digit",
-                "--data-dir",
-                str(shared_data),
-                "--out",
-                str(out),
-                *SMALL,
-                "--val-size",
-                "2000",
-                "--calibration",
-                *strategies,
-            ]
-        )
-        == 0
+    results = results_of(
+        "mythical-digit", shared_data, out, *SMALL, "--val-size", "2000", "--calibration", *strategies
     )
-    results = json.loads((out / "results.json").read_text())
     for col in ("Norm No3", "KD No3"):
         assert list(results["calibration"][col]) == strategies
         assert results["calibration"][col]["fixed"]["shift"] == [3.5]
@@ -207,10 +146,9 @@ def test_every_calibration_strategy_end_to_end(first_run, shared_data, tmp_path)
 @pytest.mark.slow
 def test_shared_model_store_reuses_teacher_and_hard_label_students(shared_data, tmp_path):
     store = tmp_path / "store"
-    common = ["run", "mythical-digit", "--data-dir", str(shared_data), "--models-dir", str(store), *SMALL]
-    assert main([*common, "--out", str(tmp_path / "a")]) == 0
-    assert main([*common, "--out", str(tmp_path / "b"), "--no-t2", "--temperature", "2"]) == 0
-    b = json.loads((tmp_path / "b" / "results.json").read_text())
+    common = ("--models-dir", str(store), *SMALL)
+    results_of("mythical-digit", shared_data, tmp_path / "a", *common)
+    b = results_of("mythical-digit", shared_data, tmp_path / "b", *common, "--no-t2", "--temperature", "2")
     reused = {name: info[0]["reused"] for name, info in b["models"].items()}
     # the soft-target settings do not touch the teacher or the hard-label students
     assert reused == {"Teacher": True, "Norm": True, "KD": False, "Norm No3": True, "KD No3": False}
@@ -234,14 +172,12 @@ def test_interrupted_run_resumes(shared_data, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(common, "train_group", interrupt_second_group)
     out = tmp_path / "out"
-    args = ["run", "mythical-digit", "--data-dir", str(shared_data), "--out", str(out), *SMALL]
-    assert main(args) == 130
+    assert run("mythical-digit", shared_data, out, *SMALL) == 130
     assert "rerun reuses them" in capsys.readouterr().err
     assert not (out / "results.json").exists()
     assert [p.name.split("-")[0] for p in (out / "models").iterdir()] == ["teacher"]
     monkeypatch.setattr(common, "train_group", real)
-    assert main(args) == 0
-    results = json.loads((out / "results.json").read_text())
+    results = results_of("mythical-digit", shared_data, out, *SMALL)
     assert results["models"]["Teacher"][0]["reused"] and not results["models"]["KD"][0]["reused"]
     assert (out / "per_seed.csv").read_text().startswith("column,seed,0,1,")
 
@@ -249,25 +185,9 @@ def test_interrupted_run_resumes(shared_data, tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 def test_fashion_mnist_with_a_named_class(shared_data, tmp_path):
     out = tmp_path / "fm"
-    assert (
-        main(
-            [
-                "run",
-                "mythical-digit",
-                "--dataset",
-                "fashion-mnist",
-                "--omit",
-                "shirt",
-                "--data-dir",
-                str(shared_data),
-                "--out",
-                str(out),
-                *SMALL,
-            ]
-        )
-        == 0
+    results = results_of(
+        "mythical-digit", shared_data, out, "--dataset", "fashion-mnist", "--omit", "shirt", *SMALL
     )
-    results = json.loads((out / "results.json").read_text())
     assert list(results["table"])[3:5] == ["Norm Noshirt", "KD Noshirt"]
     assert results["table"]["Norm Noshirt"]["6"] == 0.0  # shirt is class 6
     assert results["config"]["dataset"] == "fashion-mnist" and results["config"]["omit"] == ["shirt"]
