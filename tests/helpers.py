@@ -66,6 +66,16 @@ def budget(epochs: int, subset: int, teacher: tuple[int, ...] = (300, 300), *ext
     ]  # fmt: skip
 
 
+# The [base] of the sweep and search files of tests/test_sweep.py and tests/test_tune.py: a tiny
+# mythical-digit study that selects on a validation split.
+TINY_STUDY = """[base]
+val_size = 1000
+calibration = ["validation"]
+teacher_hidden = [100]
+student_hidden = [50]
+"""
+
+
 def run(protocol: str, data_dir: Path, out: Path, *options: str) -> int:
     """The exit code of `kdlab run <protocol> --data-dir <data_dir> --out <out> <options>`."""
     return main(["run", protocol, "--data-dir", str(data_dir), "--out", str(out), *options])

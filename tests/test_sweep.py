@@ -17,24 +17,24 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import TINY_STUDY
 
 from kdlab.cli import main
 from kdlab.sweep.spec import load_spec, parse_spec
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 BIN = Path(sys.executable).parent
-TINY = """
+TINY = (
+    """
 name = "tiny"
 metrics = ["kd_omitted_after", "kd_omitted_before"]
-[base]
-val_size = 1000
-calibration = ["validation"]
-teacher_hidden = [100]
-student_hidden = [50]
-[grid]
+"""
+    + TINY_STUDY
+    + """[grid]
 temperature = [2, 8]
 alpha = [0.5, 0.9]
 """
+)
 BUDGET = ["--epochs", "1", "--subset", "2000", "--quiet"]
 
 

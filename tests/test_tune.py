@@ -6,17 +6,16 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import TINY_STUDY
 
 from kdlab.cli import main
 
-SEARCH = """
+SEARCH = (
+    """
 name = "tiny-search"
-[base]
-val_size = 1000
-calibration = ["validation"]
-teacher_hidden = [100]
-student_hidden = [50]
-[space]
+"""
+    + TINY_STUDY
+    + """[space]
 temperature = { loguniform = [1, 20] }
 alpha = { uniform = [0.3, 1.0] }
 student_hidden = { choice = [[30], [50]] }
@@ -24,6 +23,7 @@ student_hidden = { choice = [[30], [50]] }
 num_samples = 3
 reeval_seeds = 2
 """
+)
 
 
 def test_a_search_must_select_on_a_validation_split(tmp_path, capsys):
