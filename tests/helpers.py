@@ -112,6 +112,17 @@ def train_spec(**fields) -> TrainSpec:
     return TrainSpec(**{**SPEC_BASE, **fields})
 
 
+def assert_mnist_layout(data, folder: Path) -> None:
+    """60000/10000 flattened 784-pixel float32 images with int64 labels, read from `folder`."""
+    assert data.x_train.shape == (60000, 784)
+    assert data.x_test.shape == (10000, 784)
+    assert data.y_train.shape == (60000,)
+    assert data.y_test.shape == (10000,)
+    assert data.x_train.dtype == torch.float32
+    assert data.y_train.dtype == torch.int64
+    assert data.folder == folder
+
+
 def classes_data(n: int = 240, d: int = 12, c: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A small learnable problem: the label is the argmax of the first c features, 10% noisy."""
     g = torch.Generator().manual_seed(seed)

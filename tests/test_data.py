@@ -18,6 +18,7 @@ from helpers import (
     TEST_LABELS,
     TRAIN_IMAGES,
     TRAIN_LABELS,
+    assert_mnist_layout,
     files_under,
     gz,
     idx_arrays,
@@ -81,15 +82,9 @@ def mnist(shared_data: Path):
 
 def test_real_mnist_shapes_and_dtypes(mnist, shared_data):
     """Real MNIST is 60000/10000 flattened 784-pixel float32 images with int64 labels."""
-    assert mnist.x_train.shape == (60000, 784)
-    assert mnist.x_test.shape == (10000, 784)
-    assert mnist.y_train.shape == (60000,)
-    assert mnist.y_test.shape == (10000,)
-    assert mnist.x_train.dtype == torch.float32
-    assert mnist.y_train.dtype == torch.int64
+    assert_mnist_layout(mnist, shared_data / "mnist")
     assert mnist.num_features == 784
     assert mnist.classes == tuple("0123456789")
-    assert mnist.folder == shared_data / "mnist"
 
 
 def test_real_mnist_label_counts(mnist):

@@ -24,6 +24,7 @@ from helpers import (
     TEST_LABELS,
     TRAIN_IMAGES,
     TRAIN_LABELS,
+    assert_mnist_layout,
     files_under,
     gz,
     idx_arrays,
@@ -140,12 +141,8 @@ def fashion(shared_data: Path):
 
 
 def test_real_fashion_mnist_shapes_and_classes(fashion, shared_data):
-    assert fashion.x_train.shape == (60000, 784)
-    assert fashion.x_test.shape == (10000, 784)
-    assert fashion.y_train.shape == (60000,) and fashion.y_test.shape == (10000,)
-    assert fashion.x_train.dtype == torch.float32 and fashion.y_train.dtype == torch.int64
+    assert_mnist_layout(fashion, shared_data / "fashion-mnist")
     assert fashion.image_shape == (1, 28, 28)
-    assert fashion.folder == shared_data / "fashion-mnist"
     assert fashion.classes == (
         "t-shirt",
         "trouser",
