@@ -309,11 +309,15 @@ def write_tune_report(
             for t in ranked
         ],
     )
-    records = [json.loads((out / "reeval" / "records" / f"{p.id}.json").read_text()) for p in check.points()]
+    points = check.points()
+    records = [json.loads((out / "reeval" / "records" / f"{p.id}.json").read_text()) for p in points]
+    # the settings as each point ran them, made explicit for the data (a default width is shown)
+    folders = [out / "reeval" / "points" / p.id for p in points]
+    ran = [json.loads((folder / "results.json").read_text())["config"] for folder in folders]
     test_metrics = check.metrics
     rows = []
-    for label, record in zip(("winner", "default"), records):
-        params = ", ".join(f"{n}={short_text(record['config'][n])}" for n in names)
+    for label, record, config in zip(("winner", "default"), records, ran):
+        params = ", ".join(f"{n}={short_text(config[n])}" for n in names)
         rows.append(
             [label, params, *(cell(*mean_ci([r[m] for r in record["rows"]]), 2) for m in test_metrics)]
         )
