@@ -96,3 +96,14 @@ configs = [protocols.get(name).settings() for name in protocols.names()]
 exit = 0
 """
     assert not set(report(probe(code))["loaded"]) & set(HEAVY)
+
+
+def test_kdlab_sweep_stays_the_api_function_after_its_subpackage_is_imported():
+    """`kdlab.sweep` names both a function and a subpackage; importing the subpackage (as the
+    command line and the runner do) must not replace the function users call."""
+    code = (
+        "import kdlab.sweep.runner, kdlab.sweep.tune, kdlab; "
+        "assert kdlab.sweep.__module__ == 'kdlab.api', kdlab.sweep; "
+        "assert callable(kdlab.run) and callable(kdlab.tune)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
