@@ -10,7 +10,7 @@ from kdlab import KdlabError
 from kdlab.models import StackedMLP
 from kdlab.protocols.study import shift_output_bias
 from kdlab.reporting.findings import detect_overfitting
-from kdlab.reporting.mythical_digit import columns
+from kdlab.reporting.mythical_digit import Columns
 from kdlab.reporting.table import per_seed_table, summarise, table_csv, table_markdown
 from kdlab.settings.study import StudyConfig, resolve_classes, split_rows
 from kdlab.training.engine import predict
@@ -54,7 +54,7 @@ def test_a_subset_larger_than_the_training_set_is_refused():
 
 
 def test_column_names():
-    assert columns(["3"]) == [
+    assert Columns.of(["3"]).all == [
         "Teacher",
         "Norm",
         "KD",
@@ -63,7 +63,7 @@ def test_column_names():
         "Norm No3+B",
         "KD No3+B",
     ]
-    assert columns(["3", "8"])[3] == "Norm No3,8"
+    assert Columns.of(["3", "8"]).all[3] == "Norm No3,8"
 
 
 def test_table_avg_is_mean_of_per_class_and_formats():

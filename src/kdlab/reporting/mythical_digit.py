@@ -65,10 +65,6 @@ class Columns:
         return [self.teacher, *self.students, self.norm_b, self.kd_b]
 
 
-def columns(omit_names: list[str]) -> list[str]:
-    return Columns.of(omit_names).all
-
-
 def _comparisons(cols: Columns, per_seed_metric: dict, omit_label: str) -> list[dict]:
     """The paired comparisons the protocol is about, each over the shared seeds."""
     overall, omitted = per_seed_metric["overall"], per_seed_metric["omitted"]
