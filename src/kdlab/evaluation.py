@@ -90,3 +90,20 @@ def shift(
         if strategy != "prior-matching":
             raise
         return None
+
+
+def ensemble_logits(logits: torch.Tensor, members: list[list[int]], mean: str) -> torch.Tensor:
+    """Log-probabilities [E, N, C] of E ensembles, each the members `members[e]` of the models'
+    logits [M, N, C]: `arithmetic`, the log of the mean of their probabilities (the paper's);
+    `geometric`, the normalised mean of their log-probabilities."""
+    log_p = torch.log_softmax(logits, dim=-1)
+    out = []
+    for chosen in members:
+        group = log_p[chosen]
+        if mean == "arithmetic":
+            out.append(torch.logsumexp(group, dim=0) - math.log(len(chosen)))
+        elif mean == "geometric":
+            out.append(torch.log_softmax(group.mean(0), dim=-1))
+        else:
+            raise ValueError(f"unknown mean {mean!r}")
+    return torch.stack(out)

@@ -56,7 +56,7 @@ class Lazy:
 
 
 def _protocols() -> dict[str, Protocol | Lazy]:
-    from kdlab.settings import every_digit, hinton2015, mythical_digit, soft_regularizer
+    from kdlab.settings import ensemble, every_digit, hinton2015, mythical_digit, soft_regularizer
 
     return {
         p.name: p
@@ -65,6 +65,7 @@ def _protocols() -> dict[str, Protocol | Lazy]:
             Lazy.of(every_digit, "kdlab.protocols.every_digit"),
             Lazy.of(hinton2015, "kdlab.protocols.hinton2015"),
             Lazy.of(soft_regularizer, "kdlab.protocols.soft_regularizer"),
+            Lazy.of(ensemble, "kdlab.protocols.ensemble"),
         )
     }
 

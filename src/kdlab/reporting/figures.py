@@ -207,3 +207,23 @@ def validation_curves(histories: dict[str, list[list[dict]]], fraction: float) -
         ax.legend(fontsize=8)
     fig.suptitle(f"Students on {fraction:g}% of the training images; one line per seed", fontsize=9)
     return fig
+
+
+def accuracy_by_ensemble_size(result: dict, students: dict[str, str]) -> Figure:
+    """Test accuracy against the number of members (mean over disjoint ensembles of each size),
+    by both means, with the students as horizontal lines (their mean over seeds)."""
+    fig, ax = subplots((6.4, 4.4))
+    sizes = [e["size"] for e in result["ensembles"]]
+    for i, mean in enumerate(("arithmetic", "geometric")):
+        means = [e[f"{mean}_summary"][0] for e in result["ensembles"]]
+        ax.plot(sizes, means, "o-", ms=4, color=f"C{i}", label=f"ensemble, {mean} mean")
+    for i, (key, label) in enumerate(students.items()):
+        ax.axhline(
+            result["students"][key]["summary"][0], color=f"C{i + 2}", ls="--", label=f"student, {label}"
+        )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("members in the ensemble")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig

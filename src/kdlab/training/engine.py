@@ -7,6 +7,7 @@ own temperature, alpha and learning rate. A single model is a group of one.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,9 +89,37 @@ class SoftTargets:
     logits: torch.Tensor | None  # [N, C]
     net: StackedModule | None = None
 
-    def of(self, rows: torch.Tensor, xb: torch.Tensor, moved: bool) -> torch.Tensor:
-        """The soft targets [K, B, C] of a batch: the training rows [K, B], seen as `xb`."""
+    def of(
+        self, rows: torch.Tensor, xb: torch.Tensor, moved: bool, temperature: torch.Tensor
+    ) -> torch.Tensor:
+        """The soft targets [K, B, C] of a batch, as logits: the training rows [K, B], seen as
+        `xb`, for students of `temperature` [K] (one teacher's logits serve every T)."""
         return _teacher_on(self.net, xb) if moved else self.logits[rows]
+
+
+@dataclass
+class EnsembleTargets(SoftTargets):
+    """M teachers as one (the paper's section 4): at each student's temperature T, the
+    arithmetic mean of the members' probabilities at T, given to the loss as logits (T times
+    the log of the mean, whose softmax at T is the mean itself). `logits` are the members'
+    [M, N, C] on every training image; `net` is their stack. A moved image gets the members'
+    targets on the moved image itself (`consistent`: M forward passes per step), or else
+    those of the stored image it came from (no forward pass)."""
+
+    consistent: bool = True
+
+    @torch.no_grad()
+    def of(
+        self, rows: torch.Tensor, xb: torch.Tensor, moved: bool, temperature: torch.Tensor
+    ) -> torch.Tensor:
+        if moved and self.consistent:
+            m, (k, b, d) = self.net.num_models, xb.shape
+            z = self.net(xb.reshape(1, k * b, d).expand(m, k * b, d)).view(m, k, b, -1)
+        else:
+            z = self.logits[:, rows]  # [M, K, B, C]
+        t = temperature.view(1, -1, 1, 1)
+        log_mean = torch.logsumexp(F.log_softmax(z / t, dim=-1), dim=0) - math.log(z.shape[0])
+        return temperature.view(-1, 1, 1) * log_mean
 
 
 @dataclass
@@ -186,7 +215,7 @@ def train_group(
             yb, xb = y[idx], x[idx]
             if first.jitter:
                 xb = translate(xb, image_shape, first.jitter, generators)
-            soft = teacher.of(idx, xb, moved=first.jitter > 0) if distils else None
+            soft = teacher.of(idx, xb, first.jitter > 0, temperature) if distils else None
             logits = model(xb, generators)
             loss = kd_loss(logits, yb, soft, temperature, alpha, t2)
             optimizer.zero_grad()

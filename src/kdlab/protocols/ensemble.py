@@ -1,0 +1,224 @@
+"""Distilling an ensemble into one model (Hinton, Vinyals & Dean 2015, section 4), on open data.
+
+N members of one architecture, each with its own initialisation and data order, train as one
+group on hard labels with the regularisation of the paper's MNIST teacher. The ensemble
+predicts with the arithmetic mean of the members' probabilities (the paper's) and with their
+geometric mean. Students learn from the ensemble's soft targets, from one member's (the
+control: is it the ensemble's knowledge, or soft targets as such?) and from the hard labels
+alone. Each teacher's T and soft-target weight are chosen on a validation split that no model
+trains on; the other seeds then train at that choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from kdlab.errors import KdlabError
+from kdlab.evaluation import ensemble_logits, scores
+from kdlab.protocols.common import Lab, ModelJob, data_identity, group_memory_bytes, stack, train_spec
+from kdlab.protocols.contract import Measured, Protocol
+from kdlab.reporting import ensemble as reporting
+from kdlab.result import Stage
+from kdlab.seeds import derive_seed
+from kdlab.settings.ensemble import HELP, METRICS, NAME, EnsembleConfig
+from kdlab.training.engine import EnsembleTargets, Monitor, TrainSpec
+from kdlab.training.store import TrainedModel
+
+TEACHERS = {"distilled": "Distilled", "one_member": "One member"}  # key -> the students' name
+
+
+@dataclass
+class Split:
+    """The rows the models train on, and the validation split no model trains on."""
+
+    train: torch.Tensor
+    val: torch.Tensor
+    identity: dict  # what the rows depend on: every model's identity holds it
+
+
+@dataclass
+class EnsembleMeasured(Measured):
+    seeds: list[int]
+    split: dict  # train and validation sizes
+    members: dict  # each member's test accuracy (%) and errors
+    ensembles: list[dict]  # per ensemble size: accuracy (%) and errors of disjoint ensembles, by mean
+    students: dict  # per kind (distilled, one_member, hard): per seed test accuracy (%) and errors
+    choices: dict  # per teacher: every candidate's (T, alpha) and validation accuracy, and the choice
+    stages: dict[str, Stage]
+
+
+def split_rows(lab: Lab, config: EnsembleConfig) -> Split:
+    """A seeded validation split of the first `subset` training images; the rest train."""
+    n, val_size = config.resolved("subset") or len(lab.y), config.resolved("val_size")
+    perm = torch.randperm(
+        n, generator=torch.Generator().manual_seed(derive_seed(config.seed, "ensemble-val"))
+    )
+    val, train = perm[:val_size].sort().values, perm[val_size:].sort().values
+    identity = {
+        **data_identity(lab.data, lab.device),
+        "subset": config.resolved("subset"),
+        "val_size": val_size,
+        "split_seed": config.seed,
+    }
+    return Split(train.to(lab.device), val.to(lab.device), identity)
+
+
+def spec(
+    lab: Lab, config: EnsembleConfig, role: str, seed: int, alpha: float = 0.0, temperature: float = 1.0
+) -> TrainSpec:
+    """A member (role `member<m>`: the paper's teacher regularisation) or a student (its own
+    widths, dropout and jitter, and no other regulariser)."""
+    student = role == "student"
+    jitter = config.jitter if not student or config.student_jitter != "none" else 0
+    return train_spec(
+        lab.data,
+        config.student_hidden if student else config.hidden,
+        role,
+        seed,
+        arch=config.arch,
+        epochs=config.resolved("student_epochs" if student else "member_epochs"),
+        batch_size=config.batch_size,
+        lr=config.lr,
+        optimizer=config.optimizer,
+        momentum=config.momentum if config.optimizer != "adam" else 0.0,
+        schedule=config.schedule,
+        dropout=config.student_dropout if student else config.dropout,
+        input_dropout=0.0 if student else config.input_dropout,
+        max_norm=0.0 if student else config.max_norm,
+        jitter=jitter,
+        alpha=alpha,
+        temperature=temperature,
+        t2=config.t2,
+    )
+
+
+def check_memory(lab: Lab, specs: list[TrainSpec]) -> None:
+    """A model that alone needs more than the memory budget is refused before anything trains."""
+    budget = lab.opts.memory_mb
+    for s in specs:
+        need = group_memory_bytes(s, lab.data.image_shape) / 2**20
+        if need > budget:
+            widths = "-".join(map(str, s.sizes[1:-1]))
+            raise KdlabError(
+                f"a model of widths {widths} needs about {need:.0f} MB to train, more than --memory-mb "
+                f"{budget}: choose narrower widths or a larger budget"
+            )
+
+
+@dataclass
+class Students:
+    """How the students of one teacher (or of none) are trained: their jobs by name and settings."""
+
+    lab: Lab
+    config: EnsembleConfig
+    split: Split
+    teachers: list[TrainedModel]  # empty: hard labels
+    logits: torch.Tensor | None = None  # the teachers' logits [M, N, C] on every training image
+
+    def identity(self) -> dict:
+        if not self.teachers:
+            return {"rows": self.split.identity, "monitor": "validation split"}
+        return {
+            "rows": self.split.identity,
+            "monitor": "validation split",
+            "teachers": [m.record["weights_sha256"] for m in self.teachers],
+            "targets": "arithmetic mean",
+            "student_jitter": self.config.student_jitter,
+        }
+
+    def job(self, name: str, seed: int, alpha: float = 0.0, temperature: float = 1.0) -> ModelJob:
+        return ModelJob(
+            name, spec(self.lab, self.config, "student", seed, alpha, temperature), self.identity(), seed
+        )
+
+    def targets(self) -> EnsembleTargets:
+        """The teachers' soft targets: their logits on every training image, and their stack."""
+        net = stack(self.teachers, self.lab.device, self.lab.data.image_shape)
+        return EnsembleTargets(self.logits, net, self.config.student_jitter == "consistent")
+
+    def train(self, jobs: list[ModelJob], monitor: Monitor) -> Stage:
+        teacher = self.targets() if self.teachers else None
+        return self.lab.train(jobs, self.split.train, monitor, teacher)
+
+
+def choose(lab: Lab, students: Students, name: str, monitor: Monitor, val: tuple) -> tuple[dict, Stage]:
+    """Every (T, alpha) candidate at the first seed, scored on the validation split: the most
+    accurate is chosen (the first in the grid's order on ties)."""
+    config = students.config
+    grid = [(t, a) for t in config.temperatures for a in config.alphas]
+    jobs = [students.job(f"{name} T={t:g} alpha={a:g}", config.seed, a, t) for t, a in grid]
+    stage = students.train(jobs, monitor)
+    accuracy = [100 * s.accuracy for s in lab.evaluate(stage.models, on=val)]
+    best = max(range(len(grid)), key=lambda i: (accuracy[i], -i))
+    candidates = [{"temperature": t, "alpha": a, "val_accuracy": v} for (t, a), v in zip(grid, accuracy)]
+    return {"candidates": candidates, "chosen": best}, stage
+
+
+def measure(lab: Lab, config: EnsembleConfig) -> EnsembleMeasured:
+    """Train (or reuse) the members, choose each teacher's T and alpha, train every student."""
+    split = split_rows(lab, config)
+    seeds = config.student_seeds()
+    members = [spec(lab, config, f"member{m}", config.seed) for m in range(config.members)]
+    check_memory(lab, [members[0], spec(lab, config, "student", config.seed)])
+    val = (lab.x[split.val], lab.y[split.val])
+    monitor = Monitor(*val, "validation split")
+    identity = {"rows": split.identity, "monitor": "validation split"}
+    jobs = [ModelJob(f"Member {m}", s, identity, config.seed) for m, s in enumerate(members)]
+    stages = {"members": lab.train(jobs, split.train, monitor)}
+    trained = stages["members"].models
+
+    choices, students = {}, {}
+    on_train = lab.logits(trained, lab.x)  # [M, N, C]: every member's soft targets, computed once
+    for key, k in (("distilled", len(trained)), ("one_member", 1)):
+        taught = Students(lab, config, split, trained[:k], on_train[:k])
+        choices[key], stages[f"{key} choice"] = choose(lab, taught, TEACHERS[key], monitor, val)
+        picked = choices[key]["candidates"][choices[key]["chosen"]]
+        first = stages[f"{key} choice"].models[choices[key]["chosen"]]
+        more = [
+            taught.job(f"{TEACHERS[key]} seed {s}", s, picked["alpha"], picked["temperature"])
+            for s in seeds[1:]
+        ]
+        stages[key] = taught.train(more, monitor) if more else Stage([], 0.0, 0.0)
+        students[key] = [first, *stages[key].models]
+    hard = Students(lab, config, split, [])
+    stages["hard"] = hard.train(
+        [hard.job("Hard" if s == config.seed else f"Hard seed {s}", s) for s in seeds], monitor
+    )
+    students["hard"] = stages["hard"].models
+
+    member_scores = lab.evaluate(trained)
+    logits = lab.logits(trained)
+    return EnsembleMeasured(
+        config,
+        {
+            "Members": trained,
+            **{TEACHERS[k]: v for k, v in students.items() if k in TEACHERS},
+            "Hard": students["hard"],
+        },
+        seeds,
+        {"train": len(split.train), "val": len(split.val)},
+        {"accuracy": [100 * s.accuracy for s in member_scores], "errors": [s.errors for s in member_scores]},
+        [ensembles_of(lab, logits, size) for size in range(1, config.members + 1)],
+        {
+            key: {"accuracy": [100 * s.accuracy for s in found], "errors": [s.errors for s in found]}
+            for key, found in ((k, lab.evaluate(v)) for k, v in students.items())
+        },
+        choices,
+        stages,
+    )
+
+
+def ensembles_of(lab: Lab, logits: torch.Tensor, size: int) -> dict:
+    """The disjoint ensembles of `size` consecutive members (members 0..size-1, then the next
+    `size`, ...), each scored on the test set by both means."""
+    groups = [list(range(i, i + size)) for i in range(0, len(logits) - size + 1, size)]
+    out: dict = {"size": size, "members": groups}
+    for mean in ("arithmetic", "geometric"):
+        found = scores(ensemble_logits(logits, groups, mean), lab.y_test, lab.num_classes)
+        out[mean] = {"accuracy": [100 * s.accuracy for s in found], "errors": [s.errors for s in found]}
+    return out
+
+
+PROTOCOL = Protocol(NAME, HELP, EnsembleConfig, measure, reporting.analyse, reporting.render, METRICS)

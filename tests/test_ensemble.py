@@ -1,0 +1,173 @@
+"""The ensemble protocol (the paper's section 4): the ensemble's soft targets, its two means, the
+fraction of its gain a student recovers, the settings it refuses, and the quick budget end to
+end on MNIST."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from helpers import results_of, run
+
+from kdlab import KdlabError
+from kdlab.evaluation import ensemble_logits
+from kdlab.models import build_model
+from kdlab.reporting.ensemble import recovered
+from kdlab.result import per_seed_metrics
+from kdlab.settings.ensemble import EnsembleConfig
+from kdlab.training.engine import EnsembleTargets, SoftTargets
+
+
+def _members(m: int = 3, d: int = 6, c: int = 4):
+    net = build_model("mlp", (d, 8, c), m, 0.0)
+    net.reset_parameters([torch.Generator().manual_seed(s) for s in range(m)])
+    x = torch.randn(20, d, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        logits = net(x.unsqueeze(0).expand(m, *x.shape))  # [M, N, C]
+    return net, x, logits
+
+
+def test_ensemble_targets_are_the_mean_of_the_members_probabilities_at_each_temperature():
+    net, x, logits = _members()
+    targets = EnsembleTargets(logits, net, consistent=False)
+    rows = torch.tensor([[0, 3, 5], [7, 7, 1]])  # two students, each its own rows
+    temperature = torch.tensor([1.0, 4.0])
+    soft = targets.of(rows, x[rows], moved=False, temperature=temperature)
+    for k in range(2):
+        t = temperature[k]
+        expected = torch.softmax(logits[:, rows[k]] / t, -1).mean(0)
+        assert torch.allclose(torch.softmax(soft[k] / t, -1), expected, atol=1e-6)
+    # one member is that member: the same soft targets as the plain teacher's logits
+    one = EnsembleTargets(logits[:1], net, consistent=False).of(rows, x[rows], False, temperature)
+    plain = SoftTargets(logits[0]).of(rows, x[rows], False, temperature)
+    for k in range(2):
+        t = temperature[k]
+        assert torch.allclose(torch.softmax(one[k] / t, -1), torch.softmax(plain[k] / t, -1), atol=1e-6)
+
+
+def test_consistent_targets_run_the_members_on_the_moved_batch_and_stored_ones_do_not():
+    net, x, logits = _members()
+    rows = torch.tensor([[0, 1, 2]])
+    moved = x[rows].flip(-1)  # some other images than the stored ones
+    t = torch.tensor([2.0])
+    consistent = EnsembleTargets(logits, net, consistent=True).of(rows, moved, True, t)
+    with torch.no_grad():
+        on_moved = net(moved.expand(3, 3, -1))
+    assert torch.allclose(
+        torch.softmax(consistent[0] / 2, -1), torch.softmax(on_moved / 2, -1).mean(0), atol=1e-6
+    )
+    stored = EnsembleTargets(logits, net, consistent=False).of(rows, moved, True, t)
+    assert torch.allclose(stored, EnsembleTargets(logits, net).of(rows, x[rows], False, t))
+    assert not torch.allclose(stored, consistent)
+
+
+def test_the_arithmetic_and_geometric_means_of_an_ensemble():
+    _, _, logits = _members()
+    p = torch.softmax(logits, -1)
+    arithmetic, geometric = (ensemble_logits(logits, [[0, 2]], mean) for mean in ("arithmetic", "geometric"))
+    assert torch.allclose(arithmetic[0].exp(), p[[0, 2]].mean(0), atol=1e-6)
+    g = p[[0, 2]].log().mean(0).exp()
+    assert torch.allclose(geometric[0].exp(), g / g.sum(-1, keepdim=True), atol=1e-6)
+    with pytest.raises(ValueError):
+        ensemble_logits(logits, [[0]], "harmonic")
+
+
+def test_the_recovered_fraction_and_its_bootstrap_interval():
+    r = recovered([98.5, 98.7, 98.6], [98.0, 98.2, 98.1, 98.3], 99.0)
+    assert r["fraction"] == pytest.approx((98.6 - 98.15) / (99.0 - 98.15))
+    low, high = r["ci95"]
+    assert low < r["fraction"] < high
+    assert recovered([98.6], [98.0, 98.2], 99.0)["ci95"] is None  # one seed: no interval
+    assert recovered([98.6, 98.7], [98.0, 99.2], 98.5)["fraction"] is None  # no gain to recover
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"members": 1}, "--members"),
+        ({"alphas": (0.5, 1.0), "val_size": 100}, "too small to choose"),
+        ({"jitter": 0, "student_jitter": "stored"}, "--student-jitter needs --jitter > 0"),
+        ({"temperatures": (2.0, float("nan"))}, "--temperatures"),
+        ({"alphas": (0.0,)}, "--alphas"),
+        ({"student_jitter": "sometimes"}, "--student-jitter"),
+    ],
+)
+def test_settings_that_make_no_sense_are_refused_in_one_line(settings, message):
+    with pytest.raises(KdlabError, match=message) as error:
+        EnsembleConfig(**settings)
+    assert "\n" not in str(error.value)
+
+
+def test_one_candidate_needs_no_validation_split():
+    config = EnsembleConfig(temperatures=(4.0,), alphas=(1.0,), val_size=0, jitter=0)
+    assert config.resolved("val_size") == 0
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--subset", "70000"], "larger than the training set"),
+        (["--subset", "900", "--val-size", "900"], "leaves no training images"),
+        (["--hidden", "20000", "20000", "--memory-mb", "64"], "needs about"),
+    ],
+)
+def test_bad_runs_stop_before_anything_trains(shared_data, tmp_path, capsys, options, message):
+    code = run(
+        "ensemble",
+        shared_data,
+        tmp_path / "out",
+        "--budget",
+        "quick",
+        "--models-dir",
+        str(tmp_path / "m"),
+        *options,
+    )
+    assert code != 0
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").rglob("*.safetensors"))
+
+
+@pytest.mark.slow
+def test_the_quick_budget_distils_the_ensemble_and_reuses_every_model(shared_data, tmp_path):
+    out, store = tmp_path / "out", tmp_path / "models"
+    results = results_of(
+        "ensemble", shared_data, out, "--budget", "quick", "--quiet", "--models-dir", str(store)
+    )
+    members, students = results["members"], results["students"]
+    assert len(members["accuracy"]) == 10 and results["seeds"] == [0, 1, 2]
+    # the ensemble beats its mean member, and the distilled student the hard-label one
+    assert results["ensemble"]["arithmetic"] > members["summary"][0]
+    assert results["comparisons"]["distilled - hard"]["mean_diff"] > 0
+    # the interval of the recovered fraction holds its point estimate
+    r = results["recovered"]["distilled"]
+    assert r["ci95"][0] <= r["fraction"] <= r["ci95"][1]
+    # T and alpha were chosen on the validation split: the chosen candidate is its best
+    for choice in results["choices"].values():
+        best = max(c["val_accuracy"] for c in choice["candidates"])
+        assert choice["candidates"][choice["chosen"]]["val_accuracy"] == best
+    # the per-seed metrics sweeps read
+    metrics = per_seed_metrics(results)
+    assert [m["distilled_accuracy"] for m in metrics] == students["distilled"]["accuracy"]
+    gain = results["ensemble"]["arithmetic"] - sum(members["accuracy"]) / 10
+    assert metrics[0]["recovered"] == pytest.approx(
+        (students["distilled"]["accuracy"][0] - (results["ensemble"]["arithmetic"] - gain)) / gain
+    )
+    assert math.isfinite(metrics[0]["recovered"])
+    for name in ("table.md", "table.csv", "report.md"):
+        assert (out / name).read_text()
+    assert (out / "figures" / "accuracy_by_ensemble_size.png").read_bytes()[:4] == b"\x89PNG"
+    # a rerun reuses every model and gives the same numbers
+    again = results_of(
+        "ensemble",
+        shared_data,
+        tmp_path / "again",
+        "--budget",
+        "quick",
+        "--quiet",
+        "--models-dir",
+        str(store),
+    )
+    assert all(m["reused"] for models in again["models"].values() for m in models)
+    assert again["students"] == students and again["members"] == members
