@@ -16,6 +16,7 @@ from kdlab.models import build_model
 from kdlab.reporting.ensemble import recovered
 from kdlab.result import per_seed_metrics
 from kdlab.settings.ensemble import EnsembleConfig
+from kdlab.training.augment import all_shifts, move, translate
 from kdlab.training.engine import EnsembleTargets, SoftTargets
 
 
@@ -29,37 +30,51 @@ def _members(m: int = 3, d: int = 6, c: int = 4):
 
 
 def test_ensemble_targets_are_the_mean_of_the_members_probabilities_at_each_temperature():
-    net, x, logits = _members()
-    targets = EnsembleTargets(logits, net, consistent=False)
+    _, x, logits = _members()
+    targets = EnsembleTargets(logits)
     rows = torch.tensor([[0, 3, 5], [7, 7, 1]])  # two students, each its own rows
     temperature = torch.tensor([1.0, 4.0])
-    soft = targets.of(rows, x[rows], moved=False, temperature=temperature)
+    soft = targets.of(rows, x[rows], None, temperature)
     for k in range(2):
         t = temperature[k]
         expected = torch.softmax(logits[:, rows[k]] / t, -1).mean(0)
         assert torch.allclose(torch.softmax(soft[k] / t, -1), expected, atol=1e-6)
     # one member is that member: the same soft targets as the plain teacher's logits
-    one = EnsembleTargets(logits[:1], net, consistent=False).of(rows, x[rows], False, temperature)
-    plain = SoftTargets(logits[0]).of(rows, x[rows], False, temperature)
+    one = EnsembleTargets(logits[:1]).of(rows, x[rows], None, temperature)
+    plain = SoftTargets(logits[0]).of(rows, x[rows], None, temperature)
     for k in range(2):
         t = temperature[k]
         assert torch.allclose(torch.softmax(one[k] / t, -1), torch.softmax(plain[k] / t, -1), atol=1e-6)
 
 
-def test_consistent_targets_run_the_members_on_the_moved_batch_and_stored_ones_do_not():
-    net, x, logits = _members()
-    rows = torch.tensor([[0, 1, 2]])
-    moved = x[rows].flip(-1)  # some other images than the stored ones
-    t = torch.tensor([2.0])
-    consistent = EnsembleTargets(logits, net, consistent=True).of(rows, moved, True, t)
+def test_consistent_targets_are_the_members_on_the_moved_image_itself():
+    shape, m = (1, 4, 4), 3
+    net = build_model("mlp", (16, 8, 5), m, 0.0)
+    net.reset_parameters([torch.Generator().manual_seed(s) for s in range(m)])
+    x = torch.randn(10, 16, generator=torch.Generator().manual_seed(3))
+    on = lambda images: net(images.unsqueeze(0).expand(m, *images.shape))  # noqa: E731
     with torch.no_grad():
-        on_moved = net(moved.expand(3, 3, -1))
-    assert torch.allclose(
-        torch.softmax(consistent[0] / 2, -1), torch.softmax(on_moved / 2, -1).mean(0), atol=1e-6
+        views = torch.stack(
+            [
+                on(move(x.unsqueeze(0), shape, torch.tensor([dy, dx]).view(2, 1, 1).expand(2, 1, 10))[0])
+                for dy, dx in all_shifts(1)
+            ]
+        )
+        logits = on(x)
+    rows = torch.tensor([[0, 4, 9], [2, 2, 5]])
+    moved, shifts = translate(x[rows], shape, 1, [torch.Generator().manual_seed(s) for s in (5, 6)])
+    t = torch.tensor([2.0, 3.0])
+    consistent = EnsembleTargets(logits, views=views, position=torch.arange(10), max_shift=1).of(
+        rows, moved, shifts, t
     )
-    stored = EnsembleTargets(logits, net, consistent=False).of(rows, moved, True, t)
-    assert torch.allclose(stored, EnsembleTargets(logits, net).of(rows, x[rows], False, t))
-    assert not torch.allclose(stored, consistent)
+    with torch.no_grad():
+        for k in range(2):
+            expected = torch.softmax(on(moved[k]) / t[k], -1).mean(0)
+            assert torch.allclose(torch.softmax(consistent[k] / t[k], -1), expected, atol=1e-5)
+    # without views a moved image gets the targets of the image it came from
+    stored = EnsembleTargets(logits).of(rows, moved, shifts, t)
+    assert torch.allclose(stored, EnsembleTargets(logits).of(rows, x[rows], None, t))
+    assert bool(shifts.any()) and not torch.allclose(stored, consistent)
 
 
 def test_the_arithmetic_and_geometric_means_of_an_ensemble():
@@ -100,7 +115,7 @@ def test_settings_that_make_no_sense_are_refused_in_one_line(settings, message):
 
 
 def test_one_candidate_needs_no_validation_split():
-    config = EnsembleConfig(temperatures=(4.0,), alphas=(1.0,), val_size=0, jitter=0)
+    config = EnsembleConfig(temperatures=(4.0,), alphas=(1.0,), val_size=0, jitter=0, student_jitter="none")
     assert config.resolved("val_size") == 0
 
 
@@ -129,12 +144,15 @@ def test_bad_runs_stop_before_anything_trains(shared_data, tmp_path, capsys, opt
     assert not (tmp_path / "m").exists() or not any((tmp_path / "m").rglob("*.safetensors"))
 
 
+# the quick budget on the paper's transfer set (no jitter for the students): on 3,000 images a
+# hard-label student without a regulariser overfits, and soft targets are the regulariser
+QUICK = ("--budget", "quick", "--student-jitter", "none", "--quiet")
+
+
 @pytest.mark.slow
 def test_the_quick_budget_distils_the_ensemble_and_reuses_every_model(shared_data, tmp_path):
     out, store = tmp_path / "out", tmp_path / "models"
-    results = results_of(
-        "ensemble", shared_data, out, "--budget", "quick", "--quiet", "--models-dir", str(store)
-    )
+    results = results_of("ensemble", shared_data, out, *QUICK, "--models-dir", str(store))
     members, students = results["members"], results["students"]
     assert len(members["accuracy"]) == 10 and results["seeds"] == [0, 1, 2]
     # the ensemble beats its mean member, and the distilled student the hard-label one
@@ -163,9 +181,7 @@ def test_the_quick_budget_distils_the_ensemble_and_reuses_every_model(shared_dat
         "ensemble",
         shared_data,
         tmp_path / "again",
-        "--budget",
-        "quick",
-        "--quiet",
+        *QUICK,
         "--models-dir",
         str(store),
     )

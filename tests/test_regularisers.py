@@ -28,10 +28,11 @@ def test_translate_moves_each_image_by_its_own_shift():
     shape = (2, 5, 6)
     x = torch.randn(3, 4, 2 * 5 * 6)
     gens = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
-    moved = translate(x, shape, 2, gens)
+    moved, shifts = translate(x, shape, 2, gens)
     replay = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
     for k, g in enumerate(replay):
         dy, dx = torch.randint(-2, 3, (2, 4), generator=g)
+        assert torch.equal(shifts[:, k], torch.stack([dy, dx]))
         for b in range(4):
             expected = _naive_shift(x[k, b].view(shape), int(dy[b]), int(dx[b]))
             assert torch.equal(moved[k, b].view(shape), expected)
@@ -39,7 +40,8 @@ def test_translate_moves_each_image_by_its_own_shift():
 
 def test_translate_by_zero_pixels_is_the_identity():
     x = torch.randn(2, 3, 16)
-    assert torch.equal(translate(x, (1, 4, 4), 0, [torch.Generator(), torch.Generator()]), x)
+    moved, shifts = translate(x, (1, 4, 4), 0, [torch.Generator(), torch.Generator()])
+    assert torch.equal(moved, x) and not shifts.any()
 
 
 def test_max_norm_caps_only_the_long_columns():

@@ -17,12 +17,13 @@ import torch
 
 from kdlab.errors import KdlabError
 from kdlab.evaluation import ensemble_logits, scores
-from kdlab.protocols.common import Lab, ModelJob, data_identity, group_memory_bytes, stack, train_spec
+from kdlab.protocols.common import Lab, ModelJob, data_identity, group_memory_bytes, train_spec
 from kdlab.protocols.contract import Measured, Protocol
 from kdlab.reporting import ensemble as reporting
 from kdlab.result import Stage
 from kdlab.seeds import derive_seed
 from kdlab.settings.ensemble import HELP, METRICS, NAME, EnsembleConfig
+from kdlab.training.augment import all_shifts, move
 from kdlab.training.engine import EnsembleTargets, Monitor, TrainSpec
 from kdlab.training.store import TrainedModel
 
@@ -116,6 +117,7 @@ class Students:
     split: Split
     teachers: list[TrainedModel]  # empty: hard labels
     logits: torch.Tensor | None = None  # the teachers' logits [M, N, C] on every training image
+    views: torch.Tensor | None = None  # [V, M, N, C]: on every training image moved by each shift
 
     def identity(self) -> dict:
         if not self.teachers:
@@ -134,9 +136,11 @@ class Students:
         )
 
     def targets(self) -> EnsembleTargets:
-        """The teachers' soft targets: their logits on every training image, and their stack."""
-        net = stack(self.teachers, self.lab.device, self.lab.data.image_shape)
-        return EnsembleTargets(self.logits, net, self.config.student_jitter == "consistent")
+        """The teachers' soft targets: their logits on every training image (and on every moved
+        one, for consistent students)."""
+        position = torch.full((len(self.lab.x),), -1, dtype=torch.long, device=self.lab.device)
+        position[self.split.train] = torch.arange(len(self.split.train), device=self.lab.device)
+        return EnsembleTargets(self.logits, None, self.views, position, self.config.jitter)
 
     def train(self, jobs: list[ModelJob], monitor: Monitor) -> Stage:
         teacher = self.targets() if self.teachers else None
@@ -171,8 +175,13 @@ def measure(lab: Lab, config: EnsembleConfig) -> EnsembleMeasured:
 
     choices, students = {}, {}
     on_train = lab.logits(trained, lab.x)  # [M, N, C]: every member's soft targets, computed once
+    views = None
+    if config.student_jitter == "consistent":
+        views = member_views(lab, trained, split.train, config.jitter)
     for key, k in (("distilled", len(trained)), ("one_member", 1)):
-        taught = Students(lab, config, split, trained[:k], on_train[:k])
+        taught = Students(
+            lab, config, split, trained[:k], on_train[:k], None if views is None else views[:, :k]
+        )
         choices[key], stages[f"{key} choice"] = choose(lab, taught, TEACHERS[key], monitor, val)
         picked = choices[key]["candidates"][choices[key]["chosen"]]
         first = stages[f"{key} choice"].models[choices[key]["chosen"]]
@@ -208,6 +217,17 @@ def measure(lab: Lab, config: EnsembleConfig) -> EnsembleMeasured:
         choices,
         stages,
     )
+
+
+def member_views(lab: Lab, members: list[TrainedModel], rows: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """The members' logits [V, M, R, C] on the training rows `rows` moved by each of the V
+    shifts the jitter draws: consistent soft targets (the teacher sees what the student sees)
+    computed once, instead of M forward passes per student step."""
+    x, views = lab.x[rows].unsqueeze(0), []
+    for dy, dx in all_shifts(max_shift):
+        shifts = torch.tensor([dy, dx], device=lab.device).view(2, 1, 1).expand(2, 1, len(rows))
+        views.append(lab.logits(members, move(x, lab.data.image_shape, shifts)[0]))
+    return torch.stack(views)
 
 
 def ensembles_of(lab: Lab, logits: torch.Tensor, size: int) -> dict:

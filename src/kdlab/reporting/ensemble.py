@@ -176,51 +176,61 @@ def analyse(measured: Measured) -> dict:  # kdlab.protocols.ensemble.EnsembleMea
     return {**results, "findings": findings(results), "metrics": metrics}
 
 
-def _table_rows(result: dict) -> list[list[str]]:
+def _rows(result: dict) -> list[dict]:
+    """The rows of the table: each model's accuracy and errors (mean, 95% half-width), the
+    chosen T and alpha of a distilled student, the share of the gain it recovers, the paper's."""
     n = len(result["members"]["accuracy"])
-    shown = {1, 2, 5, n}
-    rows = [
-        [
-            f"single member (mean of {n})",
-            cell(*result["members"]["summary"], 2),
-            cell(*mean_ci(result["members"]["errors"]), 0),
-            "",
-            f"{PAPER['single']}",
-        ]
-    ]
+
+    def row(model: str, accuracy: list[float], errors: list[int], paper: float | None = None) -> dict:
+        return {"model": model, "T": None, "alpha": None, "accuracy": mean_ci(accuracy),
+                "errors": mean_ci(errors), "recovered": None, "ci95": None, "paper": paper}  # fmt: skip
+
+    members = result["members"]
+    rows = [row(f"single member (mean of {n})", members["accuracy"], members["errors"], PAPER["single"])]
     for e in result["ensembles"]:
-        if e["size"] == 1 or e["size"] not in shown:
-            continue
-        for mean in ("arithmetic", "geometric"):
-            count = len(e["members"])
-            what = f"ensemble of {e['size']}, {mean} mean" + (f" ({count} disjoint)" if count > 1 else "")
-            paper = f"{PAPER['ensemble']}" if e["size"] == 10 and mean == "arithmetic" else ""
-            rows.append(
-                [what, cell(*e[f"{mean}_summary"], 2), cell(*mean_ci(e[mean]["errors"]), 0), "", paper]
-            )
+        if e["size"] in (1, 2, 5, n) and e["size"] > 1:
+            for mean in ("arithmetic", "geometric"):
+                count = len(e["members"])
+                what = f"ensemble of {e['size']}, {mean} mean" + (f" ({count} disjoint)" if count > 1 else "")
+                paper = PAPER["ensemble"] if e["size"] == 10 and mean == "arithmetic" else None
+                rows.append(row(what, e[mean]["accuracy"], e[mean]["errors"], paper))
     for key, what in STUDENTS.items():
         s, r = result["students"][key], result["recovered"][key]
-        label = f"student, {what}"
+        rows.append(
+            row(
+                f"student, {what}",
+                s["accuracy"],
+                s["errors"],
+                PAPER["distilled"] if key == "distilled" else None,
+            )
+        )
+        rows[-1].update({"recovered": r["fraction"], "ci95": r["ci95"]})
         if key in result["choices"]:
             c = _chosen(result["choices"][key])
-            label += f" (T={c['temperature']:g}, α={c['alpha']:g})"
-        share = "" if r["fraction"] is None else f"{100 * r['fraction']:.0f}%"
-        if r["ci95"] is not None:
-            share += f" [{100 * r['ci95'][0]:.0f}, {100 * r['ci95'][1]:.0f}]"
-        paper = f"{PAPER['distilled']} ({100 * PAPER_RECOVERED:.0f}%)" if key == "distilled" else ""
-        rows.append([label, cell(*s["summary"], 2), cell(*mean_ci(s["errors"]), 0), share, paper])
+            rows[-1].update({"T": c["temperature"], "alpha": c["alpha"]})
     return rows
 
 
 def _table(result: dict) -> str:
     header = [
         "Model",
+        "T, α",
         "Test accuracy (%)",
         "Test errors",
         "Gain recovered [95% CI]",
         "Paper (speech, frame acc. %)",
     ]
-    return markdown(header, _table_rows(result))
+    lines = []
+    for r in _rows(result):
+        share = "" if r["recovered"] is None else f"{100 * r['recovered']:.0f}%"
+        if r["ci95"] is not None:
+            share += f" [{100 * r['ci95'][0]:.0f}, {100 * r['ci95'][1]:.0f}]"
+        paper = "" if r["paper"] is None else f"{r['paper']}"
+        if r["model"].startswith("student, distilled from the ensemble"):
+            paper += f" ({100 * PAPER_RECOVERED:.0f}%)"
+        chosen = "" if r["T"] is None else f"{r['T']:g}, {r['alpha']:g}"
+        lines.append([r["model"], chosen, cell(*r["accuracy"], 2), cell(*r["errors"], 0), share, paper])
+    return markdown(header, lines)
 
 
 def _choice_table(result: dict) -> str:
@@ -291,8 +301,16 @@ def render(analysis: Analysis) -> Rendering:
         frames=lambda: (
             records_frame(
                 [
-                    dict(zip(["model", "accuracy (%)", "errors", "recovered", "paper"], r))
-                    for r in _table_rows(result)
+                    {
+                        "model": r["model"],
+                        "accuracy (%)": r["accuracy"][0],
+                        "ci95": r["accuracy"][1],
+                        "errors": r["errors"][0],
+                        "T": r["T"],
+                        "alpha": r["alpha"],
+                        "paper (%)": r["paper"],
+                    }
+                    for r in _rows(result)
                 ],
                 "model",
             ),

@@ -79,10 +79,10 @@ class EnsembleConfig:
         lt=1,
     )
     student_jitter: str = option(
-        "none",
+        "consistent",
         "the students' jitter: none (the paper's transfer set), stored (moved images, each with "
-        "the soft targets of the image it came from), consistent (the members run on every "
-        "moved batch: M forward passes per step)",
+        "the soft targets of the image it came from), consistent (the members' soft targets of "
+        "the moved image itself, computed once for every shift)",
         choices=STUDENT_JITTER,
     )
     optimizer: str = option("adam", f"optimiser of every model: {', '.join(OPTIMIZERS)}", choices=OPTIMIZERS)
@@ -115,7 +115,9 @@ class EnsembleConfig:
     def __post_init__(self) -> None:
         check_fields(self)
         if self.student_jitter != "none" and self.jitter == 0:
-            raise KdlabError("--student-jitter needs --jitter > 0: with 0 pixels nothing moves (or say none)")
+            raise KdlabError(
+                "--student-jitter needs --jitter > 0: 0 pixels move nothing (or say --student-jitter none)"
+            )
         candidates = len(self.temperatures) * len(self.alphas)
         val = self.resolved("val_size")
         if candidates > 1 and val < MIN_VAL:

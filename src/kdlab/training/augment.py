@@ -12,14 +12,23 @@ import torch
 
 def translate(
     x: torch.Tensor, image_shape: tuple[int, int, int], max_shift: int, generators: list[torch.Generator]
-) -> torch.Tensor:
-    """Images x [K, B, C*H*W] (flattened channel-major), each shifted at random; same shape."""
-    k, b, _ = x.shape
-    c, h, w = image_shape
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images x [K, B, C*H*W] (flattened channel-major), each shifted at random; same shape,
+    with the shifts [2, K, B] (dy, dx) drawn."""
     shifts = torch.stack(
-        [torch.randint(-max_shift, max_shift + 1, (2, b), generator=g, device=x.device) for g in generators],
+        [
+            torch.randint(-max_shift, max_shift + 1, (2, x.shape[1]), generator=g, device=x.device)
+            for g in generators
+        ],
         dim=1,
     )  # [2, K, B]
+    return move(x, image_shape, shifts), shifts
+
+
+def move(x: torch.Tensor, image_shape: tuple[int, int, int], shifts: torch.Tensor) -> torch.Tensor:
+    """Images x [K, B, C*H*W], image (k, b) shifted by shifts[:, k, b] = (dy, dx)."""
+    k, b, _ = x.shape
+    c, h, w = image_shape
     rows = (torch.arange(h, device=x.device) - shifts[0, ..., None]).clamp(0, h - 1)  # [K, B, H]
     cols = (torch.arange(w, device=x.device) - shifts[1, ..., None]).clamp(0, w - 1)  # [K, B, W]
     pixel = rows[..., :, None] * w + cols[..., None, :]  # [K, B, H, W]: source pixel of each target
@@ -27,3 +36,15 @@ def translate(
         k, b, c * h * w
     )
     return torch.gather(x, 2, index)
+
+
+def view_index(shifts: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """The number of each shift (dy, dx) among the (2 max_shift + 1)^2 of `all_shifts`."""
+    side = 2 * max_shift + 1
+    return (shifts[0] + max_shift) * side + (shifts[1] + max_shift)
+
+
+def all_shifts(max_shift: int) -> list[tuple[int, int]]:
+    """Every (dy, dx) `translate` can draw, in the order of `view_index`."""
+    span = range(-max_shift, max_shift + 1)
+    return [(dy, dx) for dy in span for dx in span]

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from kdlab.models import StackedModule, build_model
-from kdlab.training.augment import translate
+from kdlab.training.augment import translate, view_index
 from kdlab.training.loss import kd_loss
 from kdlab.training.optim import make_optimizer
 from kdlab.training.schedule import lr_factor
@@ -89,12 +89,17 @@ class SoftTargets:
     logits: torch.Tensor | None  # [N, C]
     net: StackedModule | None = None
 
+    def ready(self, moved: bool) -> bool:
+        """Whether it can teach students whose images move (or not)."""
+        return (self.net if moved else self.logits) is not None
+
     def of(
-        self, rows: torch.Tensor, xb: torch.Tensor, moved: bool, temperature: torch.Tensor
+        self, rows: torch.Tensor, xb: torch.Tensor, shifts: torch.Tensor | None, temperature: torch.Tensor
     ) -> torch.Tensor:
         """The soft targets [K, B, C] of a batch, as logits: the training rows [K, B], seen as
-        `xb`, for students of `temperature` [K] (one teacher's logits serve every T)."""
-        return _teacher_on(self.net, xb) if moved else self.logits[rows]
+        `xb` (moved by `shifts` [2, K, B], or None), for students of `temperature` [K] (one
+        teacher's logits serve every T)."""
+        return _teacher_on(self.net, xb) if shifts is not None else self.logits[rows]
 
 
 @dataclass
@@ -102,21 +107,27 @@ class EnsembleTargets(SoftTargets):
     """M teachers as one (the paper's section 4): at each student's temperature T, the
     arithmetic mean of the members' probabilities at T, given to the loss as logits (T times
     the log of the mean, whose softmax at T is the mean itself). `logits` are the members'
-    [M, N, C] on every training image; `net` is their stack. A moved image gets the members'
-    targets on the moved image itself (`consistent`: M forward passes per step), or else
-    those of the stored image it came from (no forward pass)."""
+    [M, N, C] on every training image; `views` [V, M, R, C] theirs on the transfer set's R
+    images (row r at `position[r]`) moved by each of the V shifts of `all_shifts(max_shift)`,
+    so that a moved image gets the members' targets on the moved image itself at no cost per
+    step. Without views, a moved image gets the targets of the stored image it came from."""
 
-    consistent: bool = True
+    views: torch.Tensor | None = None
+    position: torch.Tensor | None = None  # [N]: each training row's index in `views`
+    max_shift: int = 0
+
+    def ready(self, moved: bool) -> bool:
+        return self.logits is not None
 
     @torch.no_grad()
     def of(
-        self, rows: torch.Tensor, xb: torch.Tensor, moved: bool, temperature: torch.Tensor
+        self, rows: torch.Tensor, xb: torch.Tensor, shifts: torch.Tensor | None, temperature: torch.Tensor
     ) -> torch.Tensor:
-        if moved and self.consistent:
-            m, (k, b, d) = self.net.num_models, xb.shape
-            z = self.net(xb.reshape(1, k * b, d).expand(m, k * b, d)).view(m, k, b, -1)
-        else:
+        if shifts is None or self.views is None:
             z = self.logits[:, rows]  # [M, K, B, C]
+        else:
+            at = self.position[rows]
+            z = self.views[view_index(shifts, self.max_shift), :, at].permute(2, 0, 1, 3)
         t = temperature.view(1, -1, 1, 1)
         log_mean = torch.logsumexp(F.log_softmax(z / t, dim=-1), dim=0) - math.log(z.shape[0])
         return temperature.view(-1, 1, 1) * log_mean
@@ -180,7 +191,7 @@ def train_group(
     if any(s.group_key() != first.group_key() for s in specs):
         raise ValueError("a group needs one architecture, regularisation, optimiser, epochs and batch size")
     distils = any(s.alpha > 0 for s in specs)
-    if distils and (teacher is None or (teacher.net if first.jitter else teacher.logits) is None):
+    if distils and (teacher is None or not teacher.ready(first.jitter > 0)):
         raise ValueError("alpha > 0 needs the teacher's logits, or the teacher itself when jittering")
     x, y, image_shape = data.x, data.y, data.image_shape
     if first.jitter and image_shape is None:
@@ -213,9 +224,10 @@ def train_group(
         for start in range(0, n, first.batch_size):
             idx = order[:, start : start + first.batch_size]  # [K, B]
             yb, xb = y[idx], x[idx]
+            shifts = None
             if first.jitter:
-                xb = translate(xb, image_shape, first.jitter, generators)
-            soft = teacher.of(idx, xb, first.jitter > 0, temperature) if distils else None
+                xb, shifts = translate(xb, image_shape, first.jitter, generators)
+            soft = teacher.of(idx, xb, shifts, temperature) if distils else None
             logits = model(xb, generators)
             loss = kd_loss(logits, yb, soft, temperature, alpha, t2)
             optimizer.zero_grad()
