@@ -187,3 +187,13 @@ def test_the_quick_budget_distils_the_ensemble_and_reuses_every_model(shared_dat
     )
     assert all(m["reused"] for models in again["models"].values() for m in models)
     assert again["students"] == students and again["members"] == members
+
+
+def test_one_candidate_runs_without_a_validation_split(shared_data, tmp_path):
+    tiny = ("--budget", "quick", "--members", "2", "--subset", "800", "--val-size", "0", "--hidden", "30")
+    tiny += ("--member-epochs", "1", "--student-epochs", "1", "--temperatures", "4", "--alphas", "1")
+    results = results_of("ensemble", shared_data, tmp_path / "out", *tiny, "--seeds", "1", "--quiet")
+    assert results["split"] == {"train": 800, "val": 0}
+    assert results["choices"]["distilled"]["candidates"][0]["val_accuracy"] is None
+    assert "alpha = 1, as given" in results["findings"][1]
+    assert results["recovered"]["distilled"]["ci95"] is None  # one seed: no interval

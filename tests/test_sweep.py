@@ -329,3 +329,43 @@ def test_summary_findings_name_the_best_point_and_those_a_paired_test_cannot_tel
     assert summary_findings(one, ["temperature"], (acc_m,)) == [
         "acc: best at temperature = 2, 55.00; the points' means range from 50.00 to 55.00"
     ]
+
+
+ENSEMBLE = """
+name = "tiny-ensemble"
+protocol = "ensemble"
+metrics = ["recovered", "distilled_accuracy"]
+
+[base]
+budget = "quick"
+members = 2
+hidden = [30]
+member_epochs = 1
+student_epochs = 1
+temperatures = [4]
+alphas = [1.0]
+val_size = 300
+student_jitter = "none"
+
+[grid]
+student_dropout = [0.0, 0.2]
+"""
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_sweep_of_the_ensemble_protocol_trains_its_members_in_each_point(shared_data, tmp_path):
+    file = _write(tmp_path, ENSEMBLE)
+    out = tmp_path / "out"
+    args = ["sweep", str(file), "--out", str(out), "--data-dir", str(shared_data), "--num-cpus", "2"]
+    assert main([*args, "--subset", "1200", "--seeds", "2", "--quiet"]) == 0
+    rows = _rows(out)
+    assert len(rows) == 4 and {r["seed"] for r in rows} == {"0", "1"}
+    for row in rows:
+        result = json.loads((out / "points" / row["point"] / "results.json").read_text())
+        i = result["seeds"].index(int(row["seed"]))
+        assert float(row["distilled_accuracy"]) == pytest.approx(
+            result["students"]["distilled"]["accuracy"][i]
+        )
+    # the members are shared by both points: one set in the store
+    assert len(list((out / "models").glob("member-0-*"))) == 1

@@ -120,11 +120,12 @@ class Students:
     views: torch.Tensor | None = None  # [V, M, N, C]: on every training image moved by each shift
 
     def identity(self) -> dict:
+        monitor = "validation split" if len(self.split.val) else "test set"
         if not self.teachers:
-            return {"rows": self.split.identity, "monitor": "validation split"}
+            return {"rows": self.split.identity, "monitor": monitor}
         return {
             "rows": self.split.identity,
-            "monitor": "validation split",
+            "monitor": monitor,
             "teachers": [m.record["weights_sha256"] for m in self.teachers],
             "targets": "arithmetic mean",
             "student_jitter": self.config.student_jitter,
@@ -154,6 +155,11 @@ def choose(lab: Lab, students: Students, name: str, monitor: Monitor, val: tuple
     grid = [(t, a) for t in config.temperatures for a in config.alphas]
     jobs = [students.job(f"{name} T={t:g} alpha={a:g}", config.seed, a, t) for t, a in grid]
     stage = students.train(jobs, monitor)
+    if len(val[1]) == 0:  # one candidate (the settings allow no split otherwise): nothing to score
+        return {
+            "candidates": [{"temperature": grid[0][0], "alpha": grid[0][1], "val_accuracy": None}],
+            "chosen": 0,
+        }, stage
     accuracy = [100 * s.accuracy for s in lab.evaluate(stage.models, on=val)]
     best = max(range(len(grid)), key=lambda i: (accuracy[i], -i))
     candidates = [{"temperature": t, "alpha": a, "val_accuracy": v} for (t, a), v in zip(grid, accuracy)]
@@ -167,8 +173,9 @@ def measure(lab: Lab, config: EnsembleConfig) -> EnsembleMeasured:
     members = [spec(lab, config, f"member{m}", config.seed) for m in range(config.members)]
     check_memory(lab, [members[0], spec(lab, config, "student", config.seed)])
     val = (lab.x[split.val], lab.y[split.val])
-    monitor = Monitor(*val, "validation split")
-    identity = {"rows": split.identity, "monitor": "validation split"}
+    # the learning curves: on the validation split, else (no split) on the test set, never read for a choice
+    monitor = Monitor(*val, "validation split") if len(split.val) else Monitor(lab.x_test, lab.y_test)
+    identity = {"rows": split.identity, "monitor": monitor.name}
     jobs = [ModelJob(f"Member {m}", s, identity, config.seed) for m, s in enumerate(members)]
     stages = {"members": lab.train(jobs, split.train, monitor)}
     trained = stages["members"].models

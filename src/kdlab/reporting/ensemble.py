@@ -91,8 +91,9 @@ def findings(results: dict) -> list[str]:
             f"Student {what}: {acc:.2f}%" + ("" if hw is None else f" ± {hw:.2f}") + f" over {seeds} seed(s)"
         )
         if key in results["choices"]:
-            c = _chosen(results["choices"][key])
-            text += f" (T = {c['temperature']:g}, alpha = {c['alpha']:g}, chosen on the validation split)"
+            c, many = _chosen(results["choices"][key]), len(results["choices"][key]["candidates"]) > 1
+            how = "chosen on the validation split" if many else "as given"
+            text += f" (T = {c['temperature']:g}, alpha = {c['alpha']:g}, {how})"
         if r["fraction"] is not None:
             text += f"; it recovers {100 * r['fraction']:.0f}% of the ensemble's gain"
             if r["ci95"] is not None:
@@ -239,7 +240,12 @@ def _choice_table(result: dict) -> str:
         for i, c in enumerate(choice["candidates"]):
             mark = " (chosen)" if i == choice["chosen"] else ""
             rows.append(
-                [STUDENTS[key], f"{c['temperature']:g}", f"{c['alpha']:g}", f"{c['val_accuracy']:.2f}{mark}"]
+                [
+                    STUDENTS[key],
+                    f"{c['temperature']:g}",
+                    f"{c['alpha']:g}",
+                    ("–" if c["val_accuracy"] is None else f"{c['val_accuracy']:.2f}") + mark,
+                ]
             )
     return markdown(["Teacher of the student", "T", "alpha", "Validation accuracy (%)"], rows)
 

@@ -55,7 +55,10 @@ def run_point(protocol: str, config: Any, opts: RunOptions, worker_file: Path) -
         result.save(opts.out)
     return {
         "rows": per_seed_metrics(result.data),
-        "teacher_reused": result.data["models"]["Teacher"][0]["reused"],
+        # protocols of one teacher: whether it came from the store (None: a protocol without one)
+        "teacher_reused": result.data["models"]["Teacher"][0]["reused"]
+        if "Teacher" in result.data["models"]
+        else None,
         "wall_time_s": result.data["wall_time_s"],
         "worker": worker,
     }
@@ -212,7 +215,8 @@ def run_sweep(spec: SweepSpec, shared: Any, ray_opts: RayOptions) -> dict:
         ray, started = connect(ray_opts, shared.quiet)
         try:
             configs = [p.config for p in todo]
-            train_teachers(ray, spec.protocol, configs, shared, ray_opts, paths.out, paths.models, say)
+            if hasattr(configs[0], "teacher_settings"):  # protocols of one teacher and its students
+                train_teachers(ray, spec.protocol, configs, shared, ray_opts, paths.out, paths.models, say)
             failures = run_points(ray, spec, todo, shared, ray_opts, paths, records, say)
         finally:
             if started:
