@@ -268,8 +268,11 @@ class Lab:
     ) -> list[TrainedModel]:
         """One group trained together, each model saved with its record."""
         n, spec0 = transfer.shape[-1], group[0].spec
-        names = ", ".join(sorted({j.name for j in group}))
-        label = f"{names} ×{len(group) // len({j.name for j in group})}" if len(group) > 2 else names
+        distinct = sorted({j.name for j in group})
+        names = ", ".join(distinct)
+        label = f"{names} ×{len(group) // len(distinct)}" if len(group) > 2 else names
+        if len(distinct) > 3:
+            label = f"{len(group)} models ({distinct[0]} … {distinct[-1]})"
         total = spec0.epochs * steps_per_epoch(n, spec0.batch_size)
         best = BestEpoch(len(group)) if keep_best else None
         with tqdm(total=total, desc=label, disable=self.opts.quiet, unit="step", leave=False) as bar:
