@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from helpers import results_of, run
@@ -197,3 +198,20 @@ def test_one_candidate_runs_without_a_validation_split(shared_data, tmp_path):
     assert results["choices"]["distilled"]["candidates"][0]["val_accuracy"] is None
     assert "alpha = 1, as given" in results["findings"][1]
     assert results["recovered"]["distilled"]["ci95"] is None  # one seed: no interval
+
+
+def test_colour_images_of_an_npz_take_the_cnn_family_with_consistent_students(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "colour.npz"
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (90, 8, 8, 3), dtype=np.uint8),
+        y_train=np.arange(90) % 3,
+        x_test=rng.integers(0, 256, (30, 8, 8, 3), dtype=np.uint8),
+        y_test=np.arange(30) % 3,
+    )
+    tiny = ("--budget", "quick", "--members", "2", "--subset", "0", "--val-size", "0", "--hidden", "4")
+    tiny += ("--member-epochs", "1", "--student-epochs", "1", "--temperatures", "2", "--alphas", "1")
+    results = results_of("ensemble", tmp_path, tmp_path / "out", "--dataset", str(path), *tiny, "--quiet")
+    assert results["config"]["arch"] == "cnn" and results["config"]["student_jitter"] == "consistent"
+    assert len(results["students"]["distilled"]["accuracy"]) == 3
