@@ -126,6 +126,10 @@ def test_one_candidate_needs_no_validation_split():
         (["--subset", "70000"], "larger than the training set"),
         (["--subset", "900", "--val-size", "900"], "leaves no training images"),
         (["--hidden", "20000", "20000", "--memory-mb", "64"], "needs about"),
+        (
+            ["--members", "40", "--subset", "0", "--memory-mb", "1000"],
+            "consistent soft targets of 40 members",
+        ),
     ],
 )
 def test_bad_runs_stop_before_anything_trains(shared_data, tmp_path, capsys, options, message):

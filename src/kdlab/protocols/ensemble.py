@@ -95,8 +95,10 @@ def spec(
     )
 
 
-def check_memory(lab: Lab, specs: list[TrainSpec]) -> None:
-    """A model that alone needs more than the memory budget is refused before anything trains."""
+def check_memory(lab: Lab, config: EnsembleConfig, specs: list[TrainSpec], rows: int) -> None:
+    """A model that alone needs more than the memory budget, or consistent soft targets of more
+    than it (the members' logits on every shift of every transfer image), are refused before
+    anything trains."""
     budget = lab.opts.memory_mb
     for s in specs:
         need = group_memory_bytes(s, lab.data.image_shape) / 2**20
@@ -105,6 +107,14 @@ def check_memory(lab: Lab, specs: list[TrainSpec]) -> None:
             raise KdlabError(
                 f"a model of widths {widths} needs about {need:.0f} MB to train, more than --memory-mb "
                 f"{budget}: choose narrower widths or a larger budget"
+            )
+    if config.student_jitter == "consistent":
+        need = len(all_shifts(config.jitter)) * config.members * rows * lab.num_classes * 4 / 2**20
+        if need > budget:
+            raise KdlabError(
+                f"consistent soft targets of {config.members} members on {rows} images need about "
+                f"{need:.0f} MB, more than --memory-mb {budget}: give a larger budget, fewer members "
+                "or --student-jitter stored"
             )
 
 
@@ -171,7 +181,7 @@ def measure(lab: Lab, config: EnsembleConfig) -> EnsembleMeasured:
     split = split_rows(lab, config)
     seeds = config.student_seeds()
     members = [spec(lab, config, f"member{m}", config.seed) for m in range(config.members)]
-    check_memory(lab, [members[0], spec(lab, config, "student", config.seed)])
+    check_memory(lab, config, [members[0], spec(lab, config, "student", config.seed)], len(split.train))
     val = (lab.x[split.val], lab.y[split.val])
     # the learning curves: on the validation split, else (no split) on the test set, never read for a choice
     monitor = Monitor(*val, "validation split") if len(split.val) else Monitor(lab.x_test, lab.y_test)
