@@ -11,6 +11,8 @@ trains on; the other seeds then train at that choice.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -127,7 +129,7 @@ class Students:
     split: Split
     teachers: list[TrainedModel]  # empty: hard labels
     logits: torch.Tensor | None = None  # the teachers' logits [M, N, C] on every training image
-    views: torch.Tensor | None = None  # [V, M, N, C]: on every training image moved by each shift
+    views: Callable[[], torch.Tensor] | None = None  # [V, M, R, C] on every shift of the transfer set
 
     def identity(self) -> dict:
         monitor = "validation split" if len(self.split.val) else "test set"
@@ -151,10 +153,13 @@ class Students:
         one, for consistent students)."""
         position = torch.full((len(self.lab.x),), -1, dtype=torch.long, device=self.lab.device)
         position[self.split.train] = torch.arange(len(self.split.train), device=self.lab.device)
-        return EnsembleTargets(self.logits, None, self.views, position, self.config.jitter)
+        views = None if self.views is None else self.views()
+        return EnsembleTargets(self.logits, None, views, position, self.config.jitter)
 
     def train(self, jobs: list[ModelJob], monitor: Monitor) -> Stage:
-        teacher = self.targets() if self.teachers else None
+        """Train (or reuse) `jobs`; the soft targets are made only when one of them trains."""
+        stored = not self.lab.opts.fresh and all(self.lab.store.load(j.name, j.key) is not None for j in jobs)
+        teacher = self.targets() if self.teachers and not stored else None
         return self.lab.train(jobs, self.split.train, monitor, teacher)
 
 
@@ -192,13 +197,11 @@ def measure(lab: Lab, config: EnsembleConfig) -> EnsembleMeasured:
 
     choices, students = {}, {}
     on_train = lab.logits(trained, lab.x)  # [M, N, C]: every member's soft targets, computed once
-    views = None
-    if config.student_jitter == "consistent":
-        views = member_views(lab, trained, split.train, config.jitter)
+    # the consistent soft targets, made once and only if a distilled student trains
+    views = functools.cache(lambda: member_views(lab, trained, split.train, config.jitter))
     for key, k in (("distilled", len(trained)), ("one_member", 1)):
-        taught = Students(
-            lab, config, split, trained[:k], on_train[:k], None if views is None else views[:, :k]
-        )
+        sliced = (lambda k=k: views()[:, :k]) if config.student_jitter == "consistent" else None
+        taught = Students(lab, config, split, trained[:k], on_train[:k], sliced)
         choices[key], stages[f"{key} choice"] = choose(lab, taught, TEACHERS[key], monitor, val)
         picked = choices[key]["candidates"][choices[key]["chosen"]]
         first = stages[f"{key} choice"].models[choices[key]["chosen"]]

@@ -104,8 +104,18 @@ def findings(results: dict) -> list[str]:
         f"The paper's claim (speech: 10 models {PAPER['single']}% → ensemble {PAPER['ensemble']}%, distilled "
         f'{PAPER["distilled"]}%, {100 * PAPER_RECOVERED:.0f}% of the gain: "more than 80%")'
     )
+    hard = results["recovered"]["hard"]
+    d = results["comparisons"]["distilled - hard"]
+    beats_hard = d["ci95"] is not None and d["mean_diff"] - d["ci95"] > 0
     if r["fraction"] is None:
         lines.append(f"{paper} cannot be judged here: the ensemble is no better than its mean member.")
+    elif hard["fraction"] is not None and hard["fraction"] >= CLAIM and not beats_hard:
+        # the students' own recipe, not the soft targets, makes up the gain: no test of the claim
+        lines.append(
+            f"{paper} cannot be judged here: the student trained on the hard labels alone recovers "
+            f"{100 * hard['fraction']:.0f}% of the gain too, and the distilled one does not beat it, so "
+            "the share measures the students' recipe against the members', not what the soft targets carry."
+        )
     elif r["ci95"] is None:
         verdict = "holds" if r["fraction"] > CLAIM else "does not hold"
         lines.append(
