@@ -57,7 +57,8 @@ class EnsembleConfig:
     arch: str = same_as(StudyConfig, "arch")
     hidden: tuple[int, ...] = option(
         (),
-        "member widths: hidden layers (mlp) or conv stages (cnn); default 1200 1200 (mlp: the paper's teacher), 32 64 128 (cnn)",
+        "member widths: hidden layers (mlp) or conv stages (cnn); default 1200 1200 (mlp: the "
+        "paper's teacher), 32 64 128 (cnn)",
         ge=1,
     )
     student_hidden: tuple[int, ...] = option(
