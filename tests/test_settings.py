@@ -278,7 +278,7 @@ def test_sweep_files(protocol, tmp_path, capsys):
         if case.name in named:
             text = f"protocol = '{protocol}'\n[grid]\n{case.name} = [{value}]\n"
         else:
-            other = "temperature = [2.0]" if case.name == "seed" else "seed = [0, 1]"
+            other = "batch_size = [128]" if case.name == "seed" else "seed = [0, 1]"
             text = f"protocol = '{protocol}'\n[base]\n{case.name} = {value}\n[grid]\n{other}\n"
             named.add(case.name)
         path = tmp_path / f"{i}.toml"
