@@ -224,15 +224,16 @@ class Lab:
         jobs: list[ModelJob],
         transfer: torch.Tensor,
         monitor: Monitor | None = None,
-        teacher: Teacher | None = None,
+        teacher: SoftTargets | Callable[[], SoftTargets] | None = None,
         keep_best: bool = False,
     ) -> Stage:
         """Reuse the finished models among `jobs` and train the rest on the training rows
         `transfer` (one set of rows, or one per job) in groups as large as the memory budget
-        allows, each saved as soon as its group finishes. Distilled jobs learn from `teacher`;
-        `monitor` is the labelled set of the learning curves (default: the test set, which is
-        never used for any choice) and, with `keep_best`, of the epoch whose weights each model
-        also keeps for early stopping."""
+        allows, each saved as soon as its group finishes. Distilled jobs learn from `teacher`
+        (or from what it returns, called only if a model is to train: costly soft targets are
+        then made only when needed); `monitor` is the labelled set of the learning curves
+        (default: the test set, which is never used for any choice) and, with `keep_best`, of the
+        epoch whose weights each model also keeps for early stopping."""
         assert self.provenance is not None, "claim the run before training"
         began, began_cpu = time.perf_counter(), time.process_time()
         monitor = monitor or Monitor(self.x_test, self.y_test)
@@ -248,6 +249,8 @@ class Lab:
                 done[i] = TrainedModel(
                     job.name, job.spec.arch, job.spec.sizes, final, stored.record, True, folder, best
                 )
+        if by_shape and callable(teacher):
+            teacher = teacher()
         for members in by_shape.values():
             memory = group_memory_bytes(jobs[members[0]].spec, self.data.image_shape)
             size = max(1, self.opts.memory_mb * 2**20 // memory)
@@ -263,7 +266,7 @@ class Lab:
         group: list[ModelJob],
         transfer: torch.Tensor,
         monitor: Monitor,
-        teacher: Teacher | None,
+        teacher: SoftTargets | None,
         keep_best: bool,
     ) -> list[TrainedModel]:
         """One group trained together, each model saved with its record."""

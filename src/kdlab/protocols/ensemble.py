@@ -127,17 +127,16 @@ class Students:
     lab: Lab
     config: EnsembleConfig
     split: Split
+    monitor: Monitor
     teachers: list[TrainedModel]  # empty: hard labels
-    logits: torch.Tensor | None = None  # the teachers' logits [M, N, C] on every training image
-    views: Callable[[], torch.Tensor] | None = None  # [V, M, R, C] on every shift of the transfer set
+    targets: Callable[[], EnsembleTargets] | None = None  # the teachers' soft targets, made on demand
 
     def identity(self) -> dict:
-        monitor = "validation split" if len(self.split.val) else "test set"
         if not self.teachers:
-            return {"rows": self.split.identity, "monitor": monitor}
+            return {"rows": self.split.identity, "monitor": self.monitor.name}
         return {
             "rows": self.split.identity,
-            "monitor": monitor,
+            "monitor": self.monitor.name,
             "teachers": [m.record["weights_sha256"] for m in self.teachers],
             "targets": "arithmetic mean",
             "student_jitter": self.config.student_jitter,
@@ -148,28 +147,43 @@ class Students:
             name, spec(self.lab, self.config, "student", seed, alpha, temperature), self.identity(), seed
         )
 
-    def targets(self) -> EnsembleTargets:
-        """The teachers' soft targets: their logits on every training image (and on every moved
-        one, for consistent students)."""
+    def train(self, jobs: list[ModelJob]) -> Stage:
+        """Train (or reuse) `jobs`; the soft targets are made only when one of them trains."""
+        return self.lab.train(jobs, self.split.train, self.monitor, self.targets)
+
+
+class MemberTargets:
+    """The soft targets of the first k members, for any k: the members' logits on every training
+    image (and, for consistent students, on every shift of the transfer set) computed once for
+    all of them, and only when a distilled student trains."""
+
+    def __init__(self, lab: Lab, config: EnsembleConfig, split: Split, members: list[TrainedModel]):
+        self.lab, self.config, self.split, self.members = lab, config, split, members
+
+    @functools.cached_property
+    def logits(self) -> torch.Tensor:
+        return self.lab.logits(self.members, self.lab.x)  # [M, N, C]
+
+    @functools.cached_property
+    def views(self) -> torch.Tensor | None:
+        if self.config.student_jitter != "consistent":
+            return None
+        return member_views(self.lab, self.members, self.split.train, self.config.jitter)
+
+    def of_first(self, k: int) -> EnsembleTargets:
         position = torch.full((len(self.lab.x),), -1, dtype=torch.long, device=self.lab.device)
         position[self.split.train] = torch.arange(len(self.split.train), device=self.lab.device)
-        views = None if self.views is None else self.views()
-        return EnsembleTargets(self.logits, None, views, position, self.config.jitter)
-
-    def train(self, jobs: list[ModelJob], monitor: Monitor) -> Stage:
-        """Train (or reuse) `jobs`; the soft targets are made only when one of them trains."""
-        stored = not self.lab.opts.fresh and all(self.lab.store.load(j.name, j.key) is not None for j in jobs)
-        teacher = self.targets() if self.teachers and not stored else None
-        return self.lab.train(jobs, self.split.train, monitor, teacher)
+        views = None if self.views is None else self.views[:, :k]
+        return EnsembleTargets(self.logits[:k], None, views, position, self.config.jitter)
 
 
-def choose(lab: Lab, students: Students, name: str, monitor: Monitor, val: tuple) -> tuple[dict, Stage]:
+def choose(lab: Lab, students: Students, name: str, val: tuple) -> tuple[dict, Stage]:
     """Every (T, alpha) candidate at the first seed, scored on the validation split: the most
     accurate is chosen (the first in the grid's order on ties)."""
     config = students.config
     grid = [(t, a) for t in config.temperatures for a in config.alphas]
     jobs = [students.job(f"{name} T={t:g} alpha={a:g}", config.seed, a, t) for t, a in grid]
-    stage = students.train(jobs, monitor)
+    stage = students.train(jobs)
     if len(val[1]) == 0:  # one candidate (the settings allow no split otherwise): nothing to score
         return {
             "candidates": [{"temperature": grid[0][0], "alpha": grid[0][1], "val_accuracy": None}],
@@ -196,24 +210,21 @@ def measure(lab: Lab, config: EnsembleConfig) -> EnsembleMeasured:
     trained = stages["members"].models
 
     choices, students = {}, {}
-    on_train = lab.logits(trained, lab.x)  # [M, N, C]: every member's soft targets, computed once
-    # the consistent soft targets, made once and only if a distilled student trains
-    views = functools.cache(lambda: member_views(lab, trained, split.train, config.jitter))
+    targets = MemberTargets(lab, config, split, trained)
     for key, k in (("distilled", len(trained)), ("one_member", 1)):
-        sliced = (lambda k=k: views()[:, :k]) if config.student_jitter == "consistent" else None
-        taught = Students(lab, config, split, trained[:k], on_train[:k], sliced)
-        choices[key], stages[f"{key} choice"] = choose(lab, taught, TEACHERS[key], monitor, val)
+        taught = Students(lab, config, split, monitor, trained[:k], functools.partial(targets.of_first, k))
+        choices[key], stages[f"{key} choice"] = choose(lab, taught, TEACHERS[key], val)
         picked = choices[key]["candidates"][choices[key]["chosen"]]
         first = stages[f"{key} choice"].models[choices[key]["chosen"]]
         more = [
             taught.job(f"{TEACHERS[key]} seed {s}", s, picked["alpha"], picked["temperature"])
             for s in seeds[1:]
         ]
-        stages[key] = taught.train(more, monitor) if more else Stage([], 0.0, 0.0)
+        stages[key] = taught.train(more) if more else Stage([], 0.0, 0.0)
         students[key] = [first, *stages[key].models]
-    hard = Students(lab, config, split, [])
+    hard = Students(lab, config, split, monitor, [])
     stages["hard"] = hard.train(
-        [hard.job("Hard" if s == config.seed else f"Hard seed {s}", s) for s in seeds], monitor
+        [hard.job("Hard" if s == config.seed else f"Hard seed {s}", s) for s in seeds]
     )
     students["hard"] = stages["hard"].models
 

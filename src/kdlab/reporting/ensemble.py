@@ -52,17 +52,6 @@ def recovered(students: list[float], members: list[float], ensemble: float) -> d
     return {"fraction": float((s.mean() - m.mean()) / gain), "ci95": interval, "resamples": int(ok.sum())}
 
 
-def _summaries(measured: Measured) -> dict:
-    """Means with 95% intervals of every row of the table."""
-    rows = {"members": mean_ci(measured.members["accuracy"])}
-    for e in measured.ensembles:
-        for mean in ("arithmetic", "geometric"):
-            rows[f"ensemble {e['size']} {mean}"] = mean_ci(e[mean]["accuracy"])
-    for key, v in measured.students.items():
-        rows[key] = mean_ci(v["accuracy"])
-    return rows
-
-
 def _chosen(choice: dict) -> dict:
     return choice["candidates"][choice["chosen"]]
 
@@ -150,12 +139,11 @@ def analyse(measured: Measured) -> dict:  # kdlab.protocols.ensemble.EnsembleMea
     """What results.json holds besides the run's record: every row with its interval, the
     fraction of the gain each student recovers, the paired comparisons (students of one seed
     share initialisation and data order), the findings and the per-seed metrics."""
-    summaries = _summaries(measured)
-    members = {**measured.members, "summary": summaries["members"]}
+    members = {**measured.members, "summary": mean_ci(measured.members["accuracy"])}
     full = next(e for e in measured.ensembles if e["size"] == len(measured.members["accuracy"]))
     ensemble = {mean: full[mean]["accuracy"][0] for mean in ("arithmetic", "geometric")}
     ensemble["errors"] = {mean: full[mean]["errors"][0] for mean in ("arithmetic", "geometric")}
-    students = {k: {**v, "summary": summaries[k]} for k, v in measured.students.items()}
+    students = {k: {**v, "summary": mean_ci(v["accuracy"])} for k, v in measured.students.items()}
     single = float(np.mean(members["accuracy"]))
     results = {
         "seeds": measured.seeds,
