@@ -5,6 +5,8 @@ end on MNIST."""
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from helpers import results_of, run
 from kdlab import KdlabError
 from kdlab.evaluation import ensemble_logits
 from kdlab.models import build_model
+from kdlab.protocols.ensemble import spec
 from kdlab.reporting.ensemble import recovered
 from kdlab.result import per_seed_metrics
 from kdlab.settings.ensemble import EnsembleConfig
@@ -120,6 +123,22 @@ def test_one_candidate_needs_no_validation_split():
     assert config.resolved("val_size") == 0
 
 
+def test_a_hard_label_student_is_a_member_under_another_seed():
+    """One recipe for members and students: the seeds, and a distilled student's soft-target
+    term, are all that differ; the paper's unmoved transfer set drops the students' jitter."""
+    lab = SimpleNamespace(data=SimpleNamespace(num_features=784, classes=list(range(10))))
+    config = EnsembleConfig(hidden=(30,), student_hidden=(30,), dropout=0.3, input_dropout=0.1, max_norm=2.0)
+    member = asdict(spec(lab, config, "member0", 0))
+    differ = lambda other: {k for k, v in asdict(other).items() if member[k] != v}  # noqa: E731
+    assert differ(spec(lab, config, "student", 0)) == {"init_seed", "stream_seed"}
+    seeds = {"init_seed", "stream_seed"}
+    assert differ(spec(lab, config, "student", 0, 0.5, 4.0)) == seeds | {"alpha", "temperature", "t2"}
+    assert member["dropout"] == 0.3 and member["input_dropout"] == 0.1 and member["max_norm"] == 2.0
+    unmoved = EnsembleConfig(hidden=(30,), student_hidden=(30,), student_jitter="none")
+    assert asdict(spec(lab, unmoved, "student", 0))["jitter"] == 0
+    assert asdict(spec(lab, unmoved, "member0", 0))["jitter"] == unmoved.jitter > 0
+
+
 @pytest.mark.parametrize(
     "options, message",
     [
@@ -149,8 +168,8 @@ def test_bad_runs_stop_before_anything_trains(shared_data, tmp_path, capsys, opt
     assert not (tmp_path / "m").exists() or not any((tmp_path / "m").rglob("*.safetensors"))
 
 
-# the quick budget on the paper's transfer set (no jitter for the students): on 3,000 images a
-# hard-label student without a regulariser overfits, and soft targets are the regulariser
+# the quick budget on the paper's transfer set (no jitter for the students): on 3,000 unmoved
+# images a hard-label student overfits, and soft targets are the regulariser
 QUICK = ("--budget", "quick", "--student-jitter", "none", "--quiet")
 
 
@@ -191,6 +210,10 @@ def test_the_quick_budget_distils_the_ensemble_and_reuses_every_model(shared_dat
         str(store),
     )
     assert all(m["reused"] for models in again["models"].values() for m in models)
+    # every candidate the validation split weighed is indexed: the chosen one among the students
+    grid = len(results["config"]["temperatures"]) * len(results["config"]["alphas"])
+    candidates = [n for n in results["models"] if " T=" in n]
+    assert len(candidates) == 2 * grid and len(set(candidates)) == 2 * grid
     assert again["students"] == students and again["members"] == members
 
 

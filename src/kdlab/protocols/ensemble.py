@@ -1,7 +1,9 @@
 """Distilling an ensemble into one model (Hinton, Vinyals & Dean 2015, section 4), on open data.
 
 N members of one architecture, each with its own initialisation and data order, train as one
-group on hard labels with the regularisation of the paper's MNIST teacher. The ensemble
+group on hard labels with dropout and jitter, the regularisation of the paper's MNIST teacher.
+Every student trains with the members' recipe (its widths may be narrower): a hard-label
+student is one more member, so the targets are all that sets the students apart. The ensemble
 predicts with the arithmetic mean of the members' probabilities (the paper's) and with their
 geometric mean. Students learn from the ensemble's soft targets, from one member's (the
 control: is it the ensemble's knowledge, or soft targets as such?) and from the hard labels
@@ -71,10 +73,10 @@ def split_rows(lab: Lab, config: EnsembleConfig) -> Split:
 def spec(
     lab: Lab, config: EnsembleConfig, role: str, seed: int, alpha: float = 0.0, temperature: float = 1.0
 ) -> TrainSpec:
-    """A member (role `member<m>`: the paper's teacher regularisation) or a student (its own
-    widths, dropout and jitter, and no other regulariser)."""
+    """A member (role `member<m>`) or a student (role `student`): one recipe, but for the
+    students' widths and, with `--student-jitter none`, their unmoved images."""
     student = role == "student"
-    jitter = config.jitter if not student or config.student_jitter != "none" else 0
+    jitter = 0 if student and config.student_jitter == "none" else config.jitter
     return train_spec(
         lab.data,
         config.student_hidden if student else config.hidden,
@@ -87,9 +89,9 @@ def spec(
         optimizer=config.optimizer,
         momentum=config.momentum if config.optimizer != "adam" else 0.0,
         schedule=config.schedule,
-        dropout=config.student_dropout if student else config.dropout,
-        input_dropout=0.0 if student else config.input_dropout,
-        max_norm=0.0 if student else config.max_norm,
+        dropout=config.dropout,
+        input_dropout=config.input_dropout,
+        max_norm=config.max_norm,
         jitter=jitter,
         alpha=alpha,
         temperature=temperature,
@@ -236,6 +238,13 @@ def measure(lab: Lab, config: EnsembleConfig) -> EnsembleMeasured:
             "Members": trained,
             **{TEACHERS[k]: v for k, v in students.items() if k in TEACHERS},
             "Hard": students["hard"],
+            # the candidates the validation split did not choose: trained, stored, indexed
+            "Candidates": [
+                m
+                for k in TEACHERS
+                for i, m in enumerate(stages[f"{k} choice"].models)
+                if i != choices[k]["chosen"]
+            ],
         },
         seeds,
         {"train": len(split.train), "val": len(split.val)},
