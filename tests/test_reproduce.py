@@ -62,6 +62,7 @@ def fake_run(root: Path, name: str, files: dict[str, str]) -> Path:
         "wall_time_s": 1.0,
         "machine": {"cpu": "cpu", "cores": 1, "torch": "torch", "python": "python"},
         "settings_sha256": study.settings_sha256(),
+        "defaults": study.defaults(),
         "kdlab": __version__,
         "engine": rep.engine_version(),
         "data_sha256": {},
@@ -117,6 +118,32 @@ def test_outputs_are_current_until_code_settings_data_or_files_change(root, monk
     assert staleness(a, root / "docs") == "table.md is missing or was changed since the run"
     (folder / STAMP).unlink()
     assert staleness(a, root / "docs") == f"no {STAMP} (not written by kdlab reproduce)"
+
+
+def test_a_changed_default_of_the_protocol_makes_its_outputs_stale(root, monkeypatch):
+    """The command did not change, but what it runs did: a default of its settings, or a table
+    of the module that declares them (a budget, the widths)."""
+    import dataclasses
+
+    from kdlab.settings import mythical_digit
+    from kdlab.settings import study as study_settings
+
+    a, _ = studies(root)
+    fake_run(root, "md/a", {"table.md": "| a |\n"})
+    assert a.protocol() == "mythical-digit" and a.defaults()["fields"]["temperature"] == 4.0
+    assert staleness(a, root / "docs") is None
+    field = next(f for f in dataclasses.fields(mythical_digit.SETTINGS) if f.name == "temperature")
+    monkeypatch.setattr(field, "default", 3.0)
+    assert staleness(a, root / "docs") == "its protocol's defaults changed (temperature)"
+    monkeypatch.setattr(field, "default", 4.0)
+    assert staleness(a, root / "docs") is None
+    monkeypatch.setattr(study_settings, "DEFAULT_WIDTHS", {"mlp": ((10,), (5,))})
+    assert staleness(a, root / "docs") == "its protocol's defaults changed (DEFAULT_WIDTHS)"
+    # a stamp written before the defaults were recorded is not judged on them
+    stamp = json.loads((root / "docs" / "md/a" / STAMP).read_text())
+    del stamp["defaults"]
+    (root / "docs" / "md/a" / STAMP).write_text(json.dumps(stamp))
+    assert staleness(a, root / "docs") is None
 
 
 def test_outputs_are_current_only_on_the_device_kind_they_were_measured_on(root, monkeypatch):

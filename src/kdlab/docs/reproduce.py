@@ -123,6 +123,7 @@ def run_study(
         "study": study.name,
         "command": study.shown(),
         "settings_sha256": study.settings_sha256(),
+        "defaults": study.defaults(),
         "kdlab": __version__,
         "engine": engine_version(),
         "data_sha256": data_hashes(work),

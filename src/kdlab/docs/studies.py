@@ -2,16 +2,18 @@
 
 A study is one kdlab command whose outputs live in docs/<name>/. `kdlab reproduce` writes
 docs/<name>/reproduce.json beside them: the command, a hash of it and of the files it reads
-(sweep files), the kdlab and engine versions, the data hashes its results.json files recorded,
-the machine, the wall time, and the hash of every file it published. The outputs are current
-while all of these still hold.
+(sweep files), the defaults its protocol's settings start from, the kdlab and engine versions,
+the data hashes its results.json files recorded, the machine, the wall time, and the hash of
+every file it published. The outputs are current while all of these still hold.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,37 @@ class Study:
         }
         blob = json.dumps({"command": self.command, "files": files, "publish": self.publish}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
+
+    def protocol(self) -> str | None:
+        """The protocol the study runs: a run's own, a sweep's or search's from its file."""
+        if self.kind == "run":
+            return self.command[1] if len(self.command) > 1 else None
+        file = next((Path(a) for a in self.command[1:] if a.endswith(".toml") and Path(a).is_file()), None)
+        name = load_toml(file).get("protocol") if file is not None else None
+        return name if isinstance(name, str) else None
+
+    def defaults(self) -> dict[str, Any]:
+        """The settings its protocol starts from where the command is silent: every field's
+        default, and the plain tables of the modules that declare them (budgets, widths), so
+        that a changed default makes the published outputs stale (a newer kdlab version alone
+        does not tell)."""
+        from kdlab import protocols
+
+        name = self.protocol()
+        if name not in protocols.names():
+            return {}
+        cls = protocols.get(name).settings
+        fields = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+        tables = {}
+        for module in dict.fromkeys(k.__module__ for k in cls.__mro__ if k.__module__.startswith("kdlab.")):
+            for name, value in vars(sys.modules[module]).items():
+                plain = isinstance(value, dict | tuple | int | float) and not isinstance(value, bool)
+                if name.isupper() and not name.startswith("_") and plain:
+                    try:
+                        tables[f"{module}.{name}"] = json.loads(json.dumps(value))
+                    except (TypeError, ValueError):  # not plain data (the metrics): not a default
+                        continue
+        return json.loads(json.dumps({"fields": fields, "tables": tables}, default=str))
 
 
 def load_studies(path: Path) -> tuple[list[Study], dict[str, Any]]:
@@ -145,6 +178,15 @@ def staleness(study: Study, docs: Path) -> str | None:
         return "no output yet" if not folder.is_dir() else f"no {STAMP} (not written by kdlab reproduce)"
     if stamp.get("settings_sha256") != study.settings_sha256():
         return "its command, or a file it reads, changed"
+    if "defaults" in stamp and stamp["defaults"] != study.defaults():  # stamps before it: unchecked
+        was, now = stamp["defaults"], study.defaults()
+        changed = sorted(
+            k
+            for part in ("fields", "tables")
+            for k in {*was.get(part, {}), *now.get(part, {})}
+            if was.get(part, {}).get(k) != now.get(part, {}).get(k)
+        )
+        return f"its protocol's defaults changed ({', '.join(k.rsplit('.', 1)[-1] for k in changed)})"
     if stamp.get("kdlab") != __version__:
         return f"kdlab {stamp.get('kdlab')} → {__version__}"
     if stamp.get("engine") != engine_version():
