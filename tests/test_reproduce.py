@@ -275,3 +275,30 @@ def test_reproduce_end_to_end(root, shared_data, capsys):
     (root / "docs" / "studies.toml").write_text(STUDIES.replace("--temperature 2", "--omit 42"))
     assert main(args) == 1
     assert {p.name: p.read_bytes() for p in b.iterdir() if p.is_file()} == b_files
+
+
+def test_stopping_reproduce_stops_the_study_it_runs(tmp_path):
+    """A SIGTERM to reproduce ends the study's own process too, instead of leaving it to train
+    on beside whatever runs next."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    parent = (
+        "import sys; from kdlab.docs.reproduce import run_child; "
+        f"sys.exit(run_child([sys.executable, '-c', {child!r}], None))"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", parent])
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    grandchild = int(pid_file.read_text())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    with pytest.raises(ProcessLookupError):
+        for _ in range(100):  # the child is reaped by its parent before that one exits
+            os.kill(grandchild, 0)
+            time.sleep(0.05)

@@ -15,9 +15,11 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,7 +112,7 @@ def run_study(
     log = work.with_name(work.name + ".log")  # beside the output folder, which must hold only the run
     with open(log, "w") as out:
         sink = None if progress else out
-        code = subprocess.run([sys.executable, "-m", "kdlab.cli", *args], stdout=sink, stderr=sink).returncode
+        code = run_child([sys.executable, "-m", "kdlab.cli", *args], sink)
     seconds = time.perf_counter() - start
     if code != 0:
         last = [ln for ln in log.read_text().splitlines() if ln.strip()][-1:] if not progress else []
@@ -136,6 +138,31 @@ def run_study(
     shutil.rmtree(work, ignore_errors=True)
     log.unlink(missing_ok=True)
     return seconds
+
+
+def run_child(command: list[str], sink) -> int:
+    """Run `command` to its end and give its exit code; if reproduce itself is stopped (Ctrl-C,
+    or a SIGTERM, which would otherwise leave the study training on alone), the study is
+    stopped too before reproduce exits."""
+    child = subprocess.Popen(command, stdout=sink, stderr=sink)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if main else None
+    try:
+        return child.wait()
+    except BaseException:
+        child.terminate()
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def kept_files(study: Study, work: Path) -> list[str]:
