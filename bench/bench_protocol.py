@@ -1,22 +1,29 @@
-"""Benchmark the mythical-digit protocol against the machine's matmul throughput.
+"""Benchmark the mythical-digit protocol against its own matmuls on this machine.
 
-Prints, per trained group: wall time, samples/s per model, the FLOP lower bound of its
-training (training FLOPs / measured fp32 matmul throughput) and the ratio of the two. All
-numbers come from one run on this machine, so the ratios are comparable.
+Prints, per trained group: wall time, samples/s per model, the lower bound of its training
+(bench/bound.py: every forward and backward product of every step, and the evaluation after
+each epoch, each at the rate its own shape attains here) and the ratio of the two; then the
+whole run (with the teacher's logits and a test pass per model added to the bound), the
+shapes the bound is made of, and the peak resident memory. All numbers come from one run on
+this machine, so the ratios are comparable.
 
     python bench/bench_protocol.py --data-dir ../shared/data [--epochs 10] [--batch-size 128]
+    python bench/bench_protocol.py --epochs 1 --subset 2000   # a smoke run (the tests' one)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
+import bound
 import torch
-from machine import matmul_gflops, training_flops_per_sample
+from machine import matmul_gflops
 
 from kdlab.config import RunOptions
 from kdlab.protocols import mythical_digit
@@ -31,6 +38,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=mythical_digit.MythicalDigitConfig.batch_size)
     parser.add_argument("--seeds", type=int, default=1, help="student seeds (the teacher is shared)")
+    parser.add_argument("--subset", type=int, default=0, help="the first N training images (0: all)")
     parser.add_argument("--out", type=Path, default=None, help="keep the run here (default: a temp dir)")
     args = parser.parse_args()
 
@@ -38,12 +46,13 @@ def main() -> None:
     setup_torch(opts)
     peak = matmul_gflops()
     config = mythical_digit.MythicalDigitConfig(
-        epochs=args.epochs, batch_size=args.batch_size, seeds=args.seeds
+        epochs=args.epochs, batch_size=args.batch_size, seeds=args.seeds, subset=args.subset
     )
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp) / "run"
         start = time.perf_counter()
-        mythical_digit.run(config, RunOptions(data_dir=args.data_dir, out=out, quiet=True, fresh=True))
+        run = RunOptions(data_dir=args.data_dir, out=out, models_dir=out / "models", quiet=True, fresh=True)
+        mythical_digit.PROTOCOL.run(config, run).save(out)
         total = time.perf_counter() - start
         results = json.loads((out / "results.json").read_text())
         records = [
@@ -52,31 +61,50 @@ def main() -> None:
             for info in infos
         ]
 
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    groups, whole = {}, Counter()
+    for record in records:  # each group once
+        groups.setdefault((tuple(record["group"]), record["group_wall_time_s"]), record)
+    products = {key: group_products(record, len(key[0])) for key, record in groups.items()}
+    for record in records:  # a test pass per model, and its teacher's logits on the training set once
+        whole += bound.inference(tuple(record["spec"]["sizes"]), 1, TEST_ROWS, EVAL_CHUNK)
+    teachers = [r for r in records if r["name"] == "Teacher"]
+    for teacher in teachers:
+        whole += bound.inference(tuple(teacher["spec"]["sizes"]), 1, teacher["transfer_size"], EVAL_CHUNK)
+    for counted in products.values():
+        whole += counted
+    measured = bound.rates(whole)
+
     print(f"\nfp32 matmul throughput (2048x2048, {torch.get_num_threads()} threads): {peak:.1f} GFLOP/s")
     print(f"batch size {args.batch_size}, {args.epochs} epochs, {args.seeds} student seed(s)\n")
-    header = "| group | models | wall s | samples/s per model | lower bound s | ratio |"
-    print(header)
+    print("| group | models | wall s | samples/s per model | matmul bound s | ratio |")
     print("|---|---:|---:|---:|---:|---:|")
-    seen, bound_total = set(), 0.0
-    for record in records:
-        group = tuple(record["group"])
-        if (group, record["group_wall_time_s"]) in seen:
-            continue
-        seen.add((group, record["group_wall_time_s"]))
+    for (group, wall), record in groups.items():
         samples = record["transfer_size"] * args.epochs
-        flops = training_flops_per_sample(record["spec"]["sizes"]) * samples * len(group)
-        bound = flops / (peak * 1e9)
-        bound_total += bound
-        wall = record["group_wall_time_s"]
+        seconds = bound.bound_seconds(products[(group, wall)], measured)
         names = ", ".join(sorted(set(group)))
-        print(
-            f"| {names} | {len(group)} | {wall:.1f} | {samples / wall:,.0f} | "
-            f"{bound:.1f} | {wall / bound:.2f} |"
-        )
+        cells = [names, len(group), f"{wall:.1f}", f"{samples / wall:,.0f}", f"{seconds:.1f}"]
+        print("| " + " | ".join(map(str, cells)) + f" | {wall / seconds:.2f} |")
+    total_bound = bound.bound_seconds(whole, measured)
     print(
-        f"\nwhole protocol (data, training, evaluation, report): {total:.1f} s; "
-        f"training FLOP lower bound {bound_total:.1f} s (ratio {total / bound_total:.2f})"
+        f"\nwhole protocol (data, training, evaluation, report): {total:.1f} s; its matmul bound "
+        f"{total_bound:.1f} s (ratio {total / total_bound:.2f}); peak RSS {peak_rss_mb:,.0f} MB\n"
     )
+    print("\n".join(bound.report(whole, measured)))
+
+
+TEST_ROWS = 10_000  # the test set, and the monitor when a run has no validation split
+EVAL_CHUNK = 8192  # kdlab.models.stacked.StackedModule.eval_chunk
+
+
+def group_products(record: dict, k: int) -> Counter:
+    """A group's training products and its evaluation on the monitor after every epoch."""
+    spec, sizes = record["spec"], tuple(record["spec"]["sizes"])
+    monitor = record["identity"]["rows"].get("val_size") or TEST_ROWS
+    if record["identity"].get("monitor") == "test set":
+        monitor = TEST_ROWS
+    out = bound.training(sizes, k, record["transfer_size"], spec["batch_size"], spec["epochs"])
+    return out + bound.inference(sizes, k, monitor, EVAL_CHUNK, spec["epochs"])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,99 @@
+"""The lower bound of a run: the time its own matmuls take on this machine.
+
+Every product an MLP group computes is one `baddbmm` of K models at once: per layer of widths
+(a, b), the forward [B, a] @ [a, b], and in the backward pass the weight gradient [a, B] @ [B, b]
+and (but for the first layer, whose input is the data) the input gradient [B, b] @ [b, a]; an
+evaluation or a teacher's logits is the forward alone, in chunks of images. Each distinct shape
+is timed here at its own rate (small products run far below a 2048² one), and the bound is the
+sum over the run of each product's FLOPs divided by its rate: written out below, so it can be
+checked, and everything else a run does (masks, Adam, the loss, gathering batches, Python) is
+what its ratio to the bound measures.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Matmul:
+    """K products [m, n] @ [n, p] at once (one baddbmm)."""
+
+    k: int
+    m: int
+    n: int
+    p: int
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.k * self.m * self.n * self.p
+
+
+def _batches(rows: int, batch: int) -> Counter:
+    """Batch sizes of one pass over `rows` (the last one partial), with their counts."""
+    full, rest = divmod(rows, batch)
+    return Counter({batch: full, **({rest: 1} if rest else {})})
+
+
+def training(sizes: tuple[int, ...], k: int, rows: int, batch: int, epochs: int) -> Counter:
+    """The products of `epochs` passes of K models over `rows` images, `batch` at a time."""
+    out: Counter = Counter()
+    for b, count in _batches(rows, batch).items():
+        for i, (n, p) in enumerate(itertools.pairwise(sizes)):
+            out[Matmul(k, b, n, p)] += count * epochs  # forward
+            out[Matmul(k, n, b, p)] += count * epochs  # weight gradient
+            if i > 0:
+                out[Matmul(k, b, p, n)] += count * epochs  # input gradient
+    return out
+
+
+def inference(sizes: tuple[int, ...], k: int, rows: int, chunk: int, passes: int = 1) -> Counter:
+    """The products of `passes` forward passes of K models over `rows` images, `chunk` at a time
+    (an evaluation every epoch, a teacher's logits once)."""
+    out: Counter = Counter()
+    for c, count in _batches(rows, chunk).items():
+        for n, p in itertools.pairwise(sizes):
+            out[Matmul(k, c, n, p)] += count * passes
+    return out
+
+
+def rate(mm: Matmul, min_seconds: float = 0.2) -> float:
+    """Attained FLOP/s of one shape: the best of repeated products over at least `min_seconds`."""
+    gen = torch.Generator().manual_seed(0)
+    bias = torch.randn(mm.k, 1, mm.p, generator=gen)
+    a, b = torch.randn(mm.k, mm.m, mm.n, generator=gen), torch.randn(mm.k, mm.n, mm.p, generator=gen)
+    torch.baddbmm(bias, a, b)
+    best, spent = float("inf"), 0.0
+    while spent < min_seconds or best == float("inf"):
+        start = time.perf_counter()
+        torch.baddbmm(bias, a, b)
+        took = time.perf_counter() - start
+        best, spent = min(best, took), spent + took
+    return mm.flops / best
+
+
+def rates(products: Iterable[Matmul], min_seconds: float = 0.2) -> dict[Matmul, float]:
+    """Each distinct shape's rate, measured once."""
+    return {mm: rate(mm, min_seconds) for mm in set(products)}
+
+
+def bound_seconds(products: Counter, measured: dict[Matmul, float]) -> float:
+    """The run's matmul time: each product's FLOPs over its own rate, times how often it runs."""
+    return sum(count * mm.flops / measured[mm] for mm, count in products.items())
+
+
+def report(products: Counter, measured: dict[Matmul, float], top: int = 8) -> list[str]:
+    """The shapes that take most of the bound, as table rows: what the bound is made of."""
+    lines = ["| K × [m, n] @ [n, p] | times | GFLOP/s | seconds |", "|---|---:|---:|---:|"]
+    ranked = sorted(products.items(), key=lambda item: -item[1] * item[0].flops / measured[item[0]])
+    for mm, count in ranked[:top]:
+        seconds = count * mm.flops / measured[mm]
+        shape = f"{mm.k} × [{mm.m}, {mm.n}] @ [{mm.n}, {mm.p}]"
+        lines.append(f"| {shape} | {count:,} | {measured[mm] / 1e9:.0f} | {seconds:.1f} |")
+    return lines
