@@ -23,12 +23,14 @@ import torch
 
 @dataclass(frozen=True)
 class Matmul:
-    """K products [m, n] @ [n, p] at once (one baddbmm)."""
+    """K products [m, n] @ [n, p] at once: the forward's baddbmm, or a bmm of the backward pass
+    whose first (weight gradient) or second (input gradient) operand is a transposed view."""
 
     k: int
     m: int
     n: int
     p: int
+    transposed: str = ""  # "", "a" or "b"
 
     @property
     def flops(self) -> int:
@@ -47,9 +49,9 @@ def training(sizes: tuple[int, ...], k: int, rows: int, batch: int, epochs: int)
     for b, count in _batches(rows, batch).items():
         for i, (n, p) in enumerate(itertools.pairwise(sizes)):
             out[Matmul(k, b, n, p)] += count * epochs  # forward
-            out[Matmul(k, n, b, p)] += count * epochs  # weight gradient
+            out[Matmul(k, n, b, p, "a")] += count * epochs  # weight gradient: x^T @ grad
             if i > 0:
-                out[Matmul(k, b, p, n)] += count * epochs  # input gradient
+                out[Matmul(k, b, p, n, "b")] += count * epochs  # input gradient: grad @ w^T
     return out
 
 
@@ -64,15 +66,20 @@ def inference(sizes: tuple[int, ...], k: int, rows: int, chunk: int, passes: int
 
 
 def rate(mm: Matmul, min_seconds: float = 0.2) -> float:
-    """Attained FLOP/s of one shape: the best of repeated products over at least `min_seconds`."""
+    """Attained FLOP/s of one shape, computed as the run computes it: the best of repeated
+    products over at least `min_seconds`."""
     gen = torch.Generator().manual_seed(0)
+    a = torch.randn(mm.k, mm.n, mm.m, generator=gen).mT if mm.transposed == "a" else None
+    a = torch.randn(mm.k, mm.m, mm.n, generator=gen) if a is None else a
+    b = torch.randn(mm.k, mm.p, mm.n, generator=gen).mT if mm.transposed == "b" else None
+    b = torch.randn(mm.k, mm.n, mm.p, generator=gen) if b is None else b
     bias = torch.randn(mm.k, 1, mm.p, generator=gen)
-    a, b = torch.randn(mm.k, mm.m, mm.n, generator=gen), torch.randn(mm.k, mm.n, mm.p, generator=gen)
-    torch.baddbmm(bias, a, b)
+    product = (lambda: torch.bmm(a, b)) if mm.transposed else (lambda: torch.baddbmm(bias, a, b))
+    product()
     best, spent = float("inf"), 0.0
     while spent < min_seconds or best == float("inf"):
         start = time.perf_counter()
-        torch.baddbmm(bias, a, b)
+        product()
         took = time.perf_counter() - start
         best, spent = min(best, took), spent + took
     return mm.flops / best
@@ -94,6 +101,7 @@ def report(products: Counter, measured: dict[Matmul, float], top: int = 8) -> li
     ranked = sorted(products.items(), key=lambda item: -item[1] * item[0].flops / measured[item[0]])
     for mm, count in ranked[:top]:
         seconds = count * mm.flops / measured[mm]
-        shape = f"{mm.k} × [{mm.m}, {mm.n}] @ [{mm.n}, {mm.p}]"
+        kind = {"": "forward", "a": "weight gradient", "b": "input gradient"}[mm.transposed]
+        shape = f"{mm.k} × [{mm.m}, {mm.n}] @ [{mm.n}, {mm.p}] ({kind})"
         lines.append(f"| {shape} | {count:,} | {measured[mm] / 1e9:.0f} | {seconds:.1f} |")
     return lines

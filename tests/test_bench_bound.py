@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 import bound
@@ -15,9 +17,9 @@ from bound import Matmul
 def test_training_counts_the_forward_and_both_backward_products_of_every_step():
     products = bound.training((6, 5, 3), k=2, rows=10, batch=4, epochs=3)  # batches 4, 4, 2
     assert products[Matmul(2, 4, 6, 5)] == 6 and products[Matmul(2, 2, 6, 5)] == 3  # forward
-    assert products[Matmul(2, 6, 4, 5)] == 6  # first layer: weight gradient, no input gradient
-    assert Matmul(2, 4, 5, 6) not in products
-    assert products[Matmul(2, 4, 3, 5)] == 6 and products[Matmul(2, 2, 3, 5)] == 3  # input gradient
+    assert products[Matmul(2, 6, 4, 5, "a")] == 6  # first layer: weight gradient, no input gradient
+    assert Matmul(2, 4, 5, 6, "b") not in products
+    assert products[Matmul(2, 4, 3, 5, "b")] == 6 and products[Matmul(2, 2, 3, 5, "b")] == 3
     # 2 models x 30 samples x (forward + weight gradient on both layers, input gradient on one)
     assert sum(c * mm.flops for mm, c in products.items()) == 2 * 30 * 2 * (2 * 6 * 5 + 3 * 5 * 3)
 
@@ -33,19 +35,31 @@ def test_inference_is_the_forward_alone_in_chunks():
 
 
 def test_the_bound_is_each_products_flops_over_its_own_rate():
-    products = bound.training((6, 5, 3), k=1, rows=8, batch=4, epochs=1) + bound.inference((6, 5, 3), 1, 4, 4)
-    measured = {mm: 1e9 * (1 + mm.m) for mm in products}  # any positive rates
-    expected = sum(c * mm.flops / measured[mm] for mm, c in products.items())
-    assert bound.bound_seconds(products, measured) == expected
-    assert len(bound.report(products, measured, top=3)) == 2 + 3
+    products = bound.training((6, 5, 3), k=1, rows=8, batch=4, epochs=1)  # 2 steps
+    fast = {mm: 1e9 for mm in products}
+    # per step: forward 2*4*(30+15) FLOPs, weight gradients the same, one input gradient 2*4*15
+    assert bound.bound_seconds(products, fast) == pytest.approx(2 * (2 * 2 * 4 * 45 + 2 * 4 * 15) / 1e9)
+    slow_forward = {mm: 1e9 if mm.transposed else 0.5e9 for mm in products}  # the forward twice as slow
+    assert bound.bound_seconds(products, slow_forward) == pytest.approx(
+        2 * (2 * 2 * 4 * 45 + 2 * 4 * 15 + 2 * 4 * 45) / 1e9
+    )
+    rows = bound.report(products, slow_forward, top=3)[2:]
+    assert len(rows) == 3 and "[4, 6] @ [6, 5] (forward)" in rows[0]  # the largest share first
 
 
 def test_a_rate_is_measured_for_every_distinct_shape():
-    shapes = [Matmul(1, 8, 8, 8), Matmul(2, 8, 8, 8), Matmul(1, 8, 8, 8)]
+    shapes = [
+        Matmul(1, 8, 8, 8),
+        Matmul(2, 8, 8, 8),
+        Matmul(1, 8, 8, 8),
+        Matmul(1, 8, 4, 8, "a"),
+        Matmul(1, 8, 4, 8, "b"),
+    ]
     measured = bound.rates(shapes, min_seconds=0.001)
     assert set(measured) == set(shapes) and all(r > 0 for r in measured.values())
 
 
+@pytest.mark.slow
 def test_the_protocol_benchmark_runs_and_prints_its_ratio_to_the_bound(shared_data, tmp_path):
     """A smoke run of bench/bench_protocol.py (its numbers are not read: a timing under a test
     is not a measurement), so that the benchmark keeps working with the code it measures."""

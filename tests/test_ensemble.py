@@ -211,9 +211,11 @@ def test_the_quick_budget_distils_the_ensemble_and_reuses_every_model(shared_dat
     )
     assert all(m["reused"] for models in again["models"].values() for m in models)
     # every candidate the validation split weighed is indexed: the chosen one among the students
-    grid = len(results["config"]["temperatures"]) * len(results["config"]["alphas"])
-    candidates = [n for n in results["models"] if " T=" in n]
-    assert len(candidates) == 2 * grid and len(set(candidates)) == 2 * grid
+    config = results["config"]
+    grid = [f"T={t:g} alpha={a:g}" for t in config["temperatures"] for a in config["alphas"]]
+    assert {n for n in results["models"] if " T=" in n} == {
+        f"{teacher} {g}" for teacher in ("Distilled", "One member") for g in grid
+    }
     assert again["students"] == students and again["members"] == members
 
 

@@ -342,13 +342,12 @@ members = 2
 hidden = [30]
 member_epochs = 1
 student_epochs = 1
-temperatures = [4]
 alphas = [1.0]
 val_size = 300
 student_jitter = "none"
 
 [grid]
-student_dropout = [0.0, 0.2]
+temperatures = [[2], [4]]
 """
 
 

@@ -143,22 +143,27 @@ def run_study(
 def run_child(command: list[str], sink) -> int:
     """Run `command` to its end and give its exit code; if reproduce itself is stopped (Ctrl-C,
     or a SIGTERM, which would otherwise leave the study training on alone), the study is
-    stopped too before reproduce exits."""
-    child = subprocess.Popen(command, stdout=sink, stderr=sink)
+    stopped too before reproduce exits. (SIGTERM is caught only from the main thread, where
+    Python lets a handler be set.)"""
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if main else None
     try:
-        return child.wait()
-    except BaseException:
-        child.terminate()
+        child = subprocess.Popen(command, stdout=sink, stderr=sink)
         try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-        raise
+            return child.wait()
+        except BaseException:
+            if main:  # a second SIGTERM must not cut the cleanup short
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            child.terminate()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            raise
     finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
+        if main:  # None: a handler set outside Python, which cannot be put back but as the default
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _exit_on_sigterm(signum: int, frame) -> None:

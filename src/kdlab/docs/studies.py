@@ -23,6 +23,9 @@ from kdlab.errors import KdlabError
 from kdlab.version import __version__
 
 STAMP = "reproduce.json"
+# the module-level tables of a settings module that hold defaults (not the choices or limits a
+# setting is checked against): what `Study.defaults` watches beside the fields
+DEFAULT_TABLES = ("BUDGETS", "WIDTHS", "DEFAULT_WIDTHS", "OMITTED", "KEPT")
 KINDS = ("run", "sweep", "tune")
 # what a command writes that the docs keep (models, points and logs stay in the work folder)
 PUBLISH = {
@@ -58,18 +61,21 @@ class Study:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def protocol(self) -> str | None:
-        """The protocol the study runs: a run's own, a sweep's or search's from its file."""
+        """The protocol the study runs: a run's own, a sweep's or search's from its file (or
+        the one such files default to)."""
+        from kdlab.sweep.spec import DEFAULT_PROTOCOL
+
         if self.kind == "run":
             return self.command[1] if len(self.command) > 1 else None
         file = next((Path(a) for a in self.command[1:] if a.endswith(".toml") and Path(a).is_file()), None)
-        name = load_toml(file).get("protocol") if file is not None else None
+        name = load_toml(file).get("protocol", DEFAULT_PROTOCOL) if file is not None else None
         return name if isinstance(name, str) else None
 
     def defaults(self) -> dict[str, Any]:
         """The settings its protocol starts from where the command is silent: every field's
-        default, and the plain tables of the modules that declare them (budgets, widths), so
-        that a changed default makes the published outputs stale (a newer kdlab version alone
-        does not tell)."""
+        default, and the tables of default values of the modules that declare them (budgets,
+        widths), so that a changed default makes the published outputs stale (a newer kdlab
+        version alone does not tell)."""
         from kdlab import protocols
 
         name = self.protocol()
@@ -79,13 +85,9 @@ class Study:
         fields = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
         tables = {}
         for module in dict.fromkeys(k.__module__ for k in cls.__mro__ if k.__module__.startswith("kdlab.")):
-            for name, value in vars(sys.modules[module]).items():
-                plain = isinstance(value, dict | tuple | int | float) and not isinstance(value, bool)
-                if name.isupper() and not name.startswith("_") and plain:
-                    try:
-                        tables[f"{module}.{name}"] = json.loads(json.dumps(value))
-                    except (TypeError, ValueError):  # not plain data (the metrics): not a default
-                        continue
+            for table in DEFAULT_TABLES:
+                if table in vars(sys.modules[module]):
+                    tables[f"{module}.{table}"] = vars(sys.modules[module])[table]
         return json.loads(json.dumps({"fields": fields, "tables": tables}, default=str))
 
 

@@ -34,6 +34,7 @@ from kdlab.errors import KdlabError
 from kdlab.io import stable_hash
 from kdlab.sweep.options import RayOptions
 
+DEFAULT_PROTOCOL = "mythical-digit"  # of a sweep or search file that names none
 TOP_KEYS = {"name", "protocol", "metrics", "base", "grid", "points", "resources", "description"}
 RESOURCES = {"cpus": "cpus_per_trial", "gpus": "gpus_per_trial"}
 
@@ -146,7 +147,7 @@ def parse_spec(data: dict[str, Any], default_name: str) -> SweepSpec:
     unknown = sorted(set(data) - TOP_KEYS)
     if unknown:
         raise KdlabError(f"unknown sweep key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(TOP_KEYS))}")
-    protocol = data.get("protocol", "mythical-digit")
+    protocol = data.get("protocol", DEFAULT_PROTOCOL)
     names = protocols.sweepable(protocol).metric_names
     grid = data.get("grid", {})
     explicit = data.get("points", [])

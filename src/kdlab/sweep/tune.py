@@ -46,7 +46,7 @@ from kdlab.protocols.study import open_study
 from kdlab.reporting.stats import mean_ci, paired
 from kdlab.reporting.table import cell, markdown
 from kdlab.sweep.options import OBJECTIVES, RayOptions, TuneSettings, trial_options
-from kdlab.sweep.spec import SweepSpec, load_file, make_config, parse_resources, point_id
+from kdlab.sweep.spec import DEFAULT_PROTOCOL, SweepSpec, load_file, make_config, parse_resources, point_id
 from kdlab.sweep.table import cell_text, short_text
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
@@ -100,8 +100,8 @@ def load_tune_spec(path: Path, budget: dict[str, Any], overrides: Any) -> TuneSp
         raise KdlabError(
             f"unknown key(s) {', '.join(unknown)} in {path}; allowed: {', '.join(sorted(TOP_KEYS))}"
         )
-    protocol = data.get("protocol", "mythical-digit")
-    if protocol != "mythical-digit":
+    protocol = data.get("protocol", DEFAULT_PROTOCOL)
+    if protocol != DEFAULT_PROTOCOL:
         raise KdlabError(f"searches support the protocol mythical-digit, not {protocol!r}")
     space = data.get("space")
     _check_space(space)
