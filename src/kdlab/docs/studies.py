@@ -180,8 +180,8 @@ def staleness(study: Study, docs: Path) -> str | None:
         return "no output yet" if not folder.is_dir() else f"no {STAMP} (not written by kdlab reproduce)"
     if stamp.get("settings_sha256") != study.settings_sha256():
         return "its command, or a file it reads, changed"
-    if "defaults" in stamp and stamp["defaults"] != study.defaults():  # stamps before it: unchecked
-        was, now = stamp["defaults"], study.defaults()
+    was, now = stamp.get("defaults"), study.defaults() if "defaults" in stamp else None
+    if was != now:  # a stamp written before the defaults were recorded is not judged on them
         changed = sorted(
             k
             for part in ("fields", "tables")
