@@ -72,3 +72,24 @@ def test_the_protocol_benchmark_runs_and_prints_its_ratio_to_the_bound(shared_da
     assert done.returncode == 0, done.stderr[-2000:]
     assert "its matmul bound" in done.stdout and "peak RSS" in done.stdout
     assert "| Teacher | 1 |" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "script, args, printed",
+    [
+        ("bench_engine.py", ["--samples", "512", "--candidate"], "| teacher | 1 |"),
+        ("profile_step.py", ["--steps", "3", "--group", "teacher"], "aten::bmm"),
+        ("profile_step.py", ["--steps", "3", "--group", "small", "--models", "2", "--no-profile"], "ratio"),
+        ("typical.py", ["--epochs", "1", "--subset", "2000"], "| KD No3 |"),
+    ],
+)
+def test_each_benchmark_runs(shared_data, script, args, printed):
+    """Smoke runs of the other benchmarks, for the same reason (nothing timed is read)."""
+    import subprocess
+
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    command = [sys.executable, script, "--data-dir", str(shared_data), *args]
+    done = subprocess.run(command, cwd=bench, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert printed in done.stdout

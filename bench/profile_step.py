@@ -1,0 +1,125 @@
+"""Where a training step's time goes: torch.profiler over the engine's own loop.
+
+Trains one group for a number of steps on MNIST, under the profiler, and prints its ops by
+self CPU time, next to the step's matmul bound (bench/bound.py) so that what is not matmul is
+visible. Groups:
+
+- `teacher`: the hinton2015 teacher, 784-1200-1200-10, input dropout 0.2, hidden dropout 0.5,
+  max-norm, ±2-px jitter, Nesterov momentum (the recipe's);
+- `students`: K 784-800-800-10 students distilling (soft targets of precomputed logits), Adam;
+- `small`: K mythical-digit students, 784-300-300-10 with dropout 0.5, alpha 0.9, Adam.
+
+    python bench/profile_step.py --data-dir ../shared/data --group teacher --steps 200
+    python bench/profile_step.py --group students --models 2 --steps 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import bound
+import candidate
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from kdlab.config import RunOptions
+from kdlab.data.datasets import load_dataset
+from kdlab.protocols.common import setup_torch
+from kdlab.training.engine import Monitor, SoftTargets, TrainingData, TrainSpec, train_group
+
+GROUPS = {
+    "teacher": dict(
+        sizes=(784, 1200, 1200, 10),
+        dropout=0.5,
+        input_dropout=0.2,
+        max_norm=3.5,
+        jitter=2,
+        optimizer="nesterov",
+        momentum=0.9,
+        lr=0.05,
+        alpha=0.0,
+    ),
+    "students": dict(sizes=(784, 800, 800, 10), dropout=0.0, optimizer="adam", lr=1e-3, alpha=1.0),
+    "small": dict(sizes=(784, 300, 300, 10), dropout=0.5, optimizer="adam", lr=1e-3, alpha=0.9),
+}
+
+
+def specs(group: str, models: int, batch: int) -> list[TrainSpec]:
+    fields = dict(GROUPS[group])
+    sizes, lr, alpha = fields.pop("sizes"), fields.pop("lr"), fields.pop("alpha")
+    return [
+        TrainSpec(
+            sizes,
+            epochs=1,
+            batch_size=batch,
+            lr=lr,
+            alpha=alpha,
+            temperature=20.0,
+            t2=True,
+            init_seed=k,
+            stream_seed=100 + k,
+            schedule="cosine",
+            **fields,
+        )
+        for k in range(models)
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--group", choices=tuple(GROUPS), default="teacher")
+    parser.add_argument("--models", type=int, default=1, help="K models in the group")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--top", type=int, default=25, help="ops to print")
+    parser.add_argument("--candidate", action="store_true", help="with bench/candidate.py's changes")
+    parser.add_argument("--no-profile", action="store_true", help="time the steps without the profiler")
+    args = parser.parse_args()
+    if args.candidate:
+        candidate.apply()
+    setup_torch(RunOptions())
+    data = load_dataset("mnist", args.data_dir, quiet=True)
+    x, y = data.x_train, data.y_train
+    train = TrainingData(x, y, 10, data.image_shape)
+    rows = torch.arange(args.steps * args.batch_size)
+    monitor = Monitor(data.x_test[:1], data.y_test[:1])  # the per-epoch evaluation is not profiled here
+    group = specs(args.group, args.models, args.batch_size)
+    teacher = SoftTargets(torch.randn(len(x), 10, generator=torch.Generator().manual_seed(0)))
+    train_group(group, train, rows[: 4 * args.batch_size], monitor, teacher)  # warm up
+    with profile(activities=[ProfilerActivity.CPU]) if not args.no_profile else nullcontext() as prof:
+        start = time.perf_counter()
+        train_group(group, train, rows, monitor, teacher)
+        seconds = time.perf_counter() - start
+    products = bound.training(group[0].sizes, args.models, len(rows), args.batch_size, 1)
+    matmul = bound.bound_seconds(products, bound.rates(products))
+    print(
+        f"{args.group}{' with bench/candidate.py' if args.candidate else ''}, K = {args.models}, "
+        f"batch {args.batch_size}, {args.steps} steps, {torch.get_num_threads()} threads: "
+        f"{1e3 * seconds / args.steps:.2f} ms per step, its matmuls {1e3 * matmul / args.steps:.2f} ms "
+        f"(ratio {seconds / matmul:.2f}{'' if args.no_profile else ', the profiler overhead included'})\n"
+    )
+    if prof is not None:
+        print("\n".join(op_table(prof.key_averages(), args.steps, seconds, args.top)))
+
+
+def op_table(ops, steps: int, seconds: float, top: int) -> list[str]:
+    """The ops that took most self CPU time, per step, and what no op accounts for (Python,
+    dispatch, waiting)."""
+    ranked = sorted(ops, key=lambda op: -op.self_cpu_time_total)
+    lines = ["| op | ms per step | share of the step | calls per step |", "|---|---:|---:|---:|"]
+    for op in ranked[:top]:
+        ms = op.self_cpu_time_total / 1e3 / steps
+        lines.append(f"| `{op.key}` | {ms:.2f} | {ms / (1e3 * seconds / steps):.1%} | {op.count / steps:g} |")
+    outside = seconds - sum(op.self_cpu_time_total for op in ops) / 1e6
+    lines.append(f"| (outside any op) | {1e3 * outside / steps:.2f} | {outside / seconds:.1%} | |")
+    return lines
+
+
+if __name__ == "__main__":
+    main()
