@@ -162,3 +162,38 @@ def test_the_teacher_table_follows_each_record_along_its_epochs():
     assert "epoch 10" in head and "epoch 20" in head and "epoch 30" not in head
     assert [c.strip() for c in a.split("|")[6:8]] == ["1.00", "1.00"]  # error %, from its accuracy
     assert [c.strip() for c in b.split("|")[6:8]] == ["2.00", "–"]  # no epoch 20: a dash
+
+
+@pytest.mark.slow
+def test_jittered_students_learn_from_the_teachers_views(quick_run, shared_data, tmp_path):
+    """--jitter-transfer: the teacher (reused) gives its soft targets on the moved images from
+    views made once; the distilled students say so in their identity (a key of their own), the
+    hard-label students, which do not move, are the run without it."""
+    out, first = quick_run
+    models = ("--models-dir", str(out / "models"))
+    moved = results_of("hinton2015", shared_data, tmp_path / "jt", *models, *QUICK, "--jitter-transfer")
+    assert moved["stages"]["teacher"]["reused"]
+    records = {
+        name: json.loads((tmp_path / "jt" / infos[0]["folder"] / "record.json").read_text())
+        for name, infos in moved["models"].items()
+    }
+    assert (
+        records["KD"]["identity"]["soft_targets"] == "consistent views"
+        and records["KD"]["spec"]["jitter"] == 2
+    )
+    assert "soft_targets" not in records["Hard"]["identity"] and records["Hard"]["spec"]["jitter"] == 0
+    assert (
+        records["Hard"]["key"]
+        == json.loads((out / first["models"]["Hard"][0]["folder"] / "record.json").read_text())["key"]
+    )
+    assert len(moved["rows"]) == len(first["rows"])  # every row, with its own shifts
+
+
+def test_views_beyond_the_memory_budget_are_refused_before_training(shared_data, tmp_path, capsys):
+    from kdlab.cli import main
+
+    args = ["run", "hinton2015", "--data-dir", str(shared_data), "--out", str(tmp_path / "o"), *QUICK]
+    assert main([*args, "--jitter-transfer", "--jitter", "12", "--memory-mb", "32"]) != 0
+    err = capsys.readouterr().err
+    assert "--jitter-transfer with --jitter 12" in err and "--memory-mb 32" in err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("record.json"))

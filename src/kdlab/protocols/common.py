@@ -21,6 +21,7 @@ from kdlab.io import claimed_settings, package_versions, prepare_out
 from kdlab.models import StackedModule, from_states
 from kdlab.result import Stage
 from kdlab.seeds import derive_seed
+from kdlab.training.augment import all_shifts, move
 from kdlab.training.engine import (
     EvalResult,
     Monitor,
@@ -332,11 +333,22 @@ class Lab:
         stage = self.train([job], transfer, monitor)
         net = stack(stage.models, self.device, self.data.image_shape)
         logits, test_logits = predict(net, self.x)[0], predict(net, self.x_test)[0]
-        return Teacher(logits, net, stage.models[0], job.key, stage, test_logits)
+        return Teacher(logits, net, model=stage.models[0], key=job.key, stage=stage, test_logits=test_logits)
 
     def logits(self, models: list[TrainedModel], x: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [K, N, C] of `models` (one architecture) on `x` (default: the test images)."""
         return predict(stack(models, self.device, self.data.image_shape), self.x_test if x is None else x)
+
+    def shifted_logits(self, models: list[TrainedModel], rows: torch.Tensor, max_shift: int) -> torch.Tensor:
+        """Logits [V, K, R, C] of `models` on the training rows `rows` moved by each of the V
+        shifts the jitter draws (in `all_shifts` order): consistent soft targets (the teacher
+        sees what the student sees) computed once, instead of a teacher's forward pass per
+        moved batch."""
+        x, net, views = self.x[rows].unsqueeze(0), stack(models, self.device, self.data.image_shape), []
+        for dy, dx in all_shifts(max_shift):
+            shifts = torch.tensor([dy, dx], device=self.device).view(2, 1, 1).expand(2, 1, len(rows))
+            views.append(predict(net, move(x, self.data.image_shape, shifts)[0]))
+        return torch.stack(views)
 
     def evaluate(
         self,

@@ -27,7 +27,7 @@ from kdlab.reporting import ensemble as reporting
 from kdlab.result import Stage
 from kdlab.seeds import derive_seed
 from kdlab.settings.ensemble import HELP, METRICS, NAME, EnsembleConfig
-from kdlab.training.augment import all_shifts, move
+from kdlab.training.augment import all_shifts
 from kdlab.training.engine import EnsembleTargets, Monitor, TrainSpec
 from kdlab.training.store import TrainedModel
 
@@ -170,7 +170,7 @@ class MemberTargets:
     def views(self) -> torch.Tensor | None:
         if self.config.student_jitter != "consistent":
             return None
-        return member_views(self.lab, self.members, self.split.train, self.config.jitter)
+        return self.lab.shifted_logits(self.members, self.split.train, self.config.jitter)
 
     def of_first(self, k: int) -> EnsembleTargets:
         position = torch.full((len(self.lab.x),), -1, dtype=torch.long, device=self.lab.device)
@@ -257,17 +257,6 @@ def measure(lab: Lab, config: EnsembleConfig) -> EnsembleMeasured:
         choices,
         stages,
     )
-
-
-def member_views(lab: Lab, members: list[TrainedModel], rows: torch.Tensor, max_shift: int) -> torch.Tensor:
-    """The members' logits [V, M, R, C] on the training rows `rows` moved by each of the V
-    shifts the jitter draws: consistent soft targets (the teacher sees what the student sees)
-    computed once, instead of M forward passes per student step."""
-    x, views = lab.x[rows].unsqueeze(0), []
-    for dy, dx in all_shifts(max_shift):
-        shifts = torch.tensor([dy, dx], device=lab.device).view(2, 1, 1).expand(2, 1, len(rows))
-        views.append(lab.logits(members, move(x, lab.data.image_shape, shifts)[0]))
-    return torch.stack(views)
 
 
 def ensembles_of(lab: Lab, logits: torch.Tensor, size: int) -> dict:

@@ -9,6 +9,7 @@ the paper's value and by the value best for this model. A temperature sweep over
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ import torch
 
 from kdlab.calibration import label_share
 from kdlab.config import RunOptions
+from kdlab.errors import KdlabError
 from kdlab.evaluation import Calibration
 from kdlab.protocols.common import (
     Lab,
@@ -30,7 +32,8 @@ from kdlab.protocols.contract import Measured, Protocol
 from kdlab.reporting import hinton2015 as reporting
 from kdlab.result import Stage
 from kdlab.settings.hinton2015 import HELP, KEPT, NAME, OMITTED, Hinton2015Config
-from kdlab.training.engine import TrainSpec
+from kdlab.training.augment import all_shifts
+from kdlab.training.engine import SoftTargets, TrainSpec
 
 PAPER_SHIFT_3 = 3.5  # added to the bias of class 3
 PAPER_SHIFT_78 = -7.6  # added to the biases of classes 7 and 8
@@ -206,9 +209,12 @@ def measure(lab: Lab, config: Hinton2015Config) -> Hinton2015Measured:
     """Train (or reuse) the teacher, the declared stages and the T-sweep; measure every row."""
     rows = torch.arange(config.resolved("subset") or len(lab.x), device=lab.device)
     recipe = Recipe(config, lab)
+    if config.jitter_transfer:
+        check_views_fit(lab, len(rows), config.jitter)
     teacher = lab.teacher(recipe.teacher(), rows)
     stages = {"teacher": teacher.stage}
     _report_stage("teacher", stages["teacher"], lab.opts)
+    targets = consistent_targets(lab, teacher, rows, config.jitter) if config.jitter_transfer else teacher
     on = lab.y[rows]
     transfers = {
         "all": rows,
@@ -217,10 +223,10 @@ def measure(lab: Lab, config: Hinton2015Config) -> Hinton2015Measured:
     }
     for step in STEPS:
         jobs = [job for group in step.groups for job in recipe.students(group, step.transfer, teacher)]
-        stages[step.name] = lab.train(jobs, transfers[step.transfer], teacher=teacher)
+        stages[step.name] = lab.train(jobs, transfers[step.transfer], teacher=targets)
         _report_stage(step.name, stages[step.name], lab.opts)
     sweep_jobs, sweep_index = recipe.sweep(teacher)
-    stages["sweep"] = lab.train(sweep_jobs, rows, teacher=teacher)
+    stages["sweep"] = lab.train(sweep_jobs, rows, teacher=targets)
     _report_stage("sweep", stages["sweep"], lab.opts)
 
     # the label-free shifts read no test label: only the test images and the training labels
@@ -264,6 +270,33 @@ def measure(lab: Lab, config: Hinton2015Config) -> Hinton2015Measured:
 PROTOCOL = Protocol(NAME, HELP, Hinton2015Config, measure, reporting.analyse, reporting.render)
 
 
+def check_views_fit(lab: Lab, rows: int, max_shift: int) -> None:
+    """Refused before anything trains: consistent soft targets that exceed the memory budget."""
+    need = len(all_shifts(max_shift)) * rows * lab.num_classes * 4 / 2**20
+    if need > lab.opts.memory_mb:
+        raise KdlabError(
+            f"--jitter-transfer with --jitter {max_shift} keeps the teacher's logits on {rows} images "
+            f"under {len(all_shifts(max_shift))} shifts, about {need:.0f} MB, more than --memory-mb "
+            f"{lab.opts.memory_mb}: give a larger budget or a smaller --jitter"
+        )
+
+
+def consistent_targets(
+    lab: Lab, teacher: Teacher, rows: torch.Tensor, max_shift: int
+) -> Callable[[], SoftTargets]:
+    """The teacher's soft targets for students whose images move: its logits on every training
+    row under every shift the jitter can draw, computed once (when a distilled student first
+    trains) instead of a teacher's forward pass on every moved batch of every student. `rows`
+    are the first training rows (0..R-1), so a row is its own index in the views."""
+
+    @functools.cache
+    def make() -> SoftTargets:
+        views = lab.shifted_logits([teacher.model], rows, max_shift)[:, 0]  # [V, R, C]
+        return SoftTargets(teacher.logits, None, views, None, max_shift)
+
+    return make
+
+
 @dataclass
 class Recipe:
     """The models of the reproduction as jobs: the regularised teacher, the 800-800 students
@@ -298,7 +331,11 @@ class Recipe:
     def job(self, name: str, spec: TrainSpec, transfer: str, teacher: Teacher | None, seed: int) -> ModelJob:
         rows_id = {**data_identity(self.lab.data, self.lab.device), "subset": self.config.resolved("subset")}
         identity = {"rows": rows_id, "transfer": transfer, "monitor": "test set"}
-        return ModelJob(name, spec, identity if teacher is None else taught_by(identity, teacher.model), seed)
+        if teacher is None:
+            return ModelJob(name, spec, identity, seed)
+        if spec.jitter:  # soft targets of the moved images, from the views computed once
+            identity["soft_targets"] = "consistent views"
+        return ModelJob(name, spec, taught_by(identity, teacher.model), seed)
 
     def teacher(self) -> ModelJob:
         """Every regulariser the paper names."""

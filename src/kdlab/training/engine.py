@@ -83,15 +83,23 @@ class Monitor:
 @dataclass
 class SoftTargets:
     """A teacher as students see it: its logits on every training image, computed once (exact
-    for images used as stored), and the network itself (a stack of one) for moved images,
-    which have soft targets of their own."""
+    for images used as stored); for moved images, which have soft targets of their own, either
+    its logits on every transfer image moved by each shift the jitter can draw, computed once
+    (`views` [V, R, C]: row r of the training data at `position[r]`, or at r without
+    `position`; shift v as `view_index` numbers it), or the network itself (a stack of one),
+    run on every moved batch."""
 
     logits: torch.Tensor | None  # [N, C]
     net: StackedModule | None = None
+    views: torch.Tensor | None = None
+    position: torch.Tensor | None = None  # [N]: each training row's index in `views`
+    max_shift: int = 0
 
     def ready(self, moved: bool) -> bool:
         """Whether it can teach students whose images move (or not)."""
-        return (self.net if moved else self.logits) is not None
+        if moved:
+            return self.views is not None or self.net is not None
+        return self.logits is not None
 
     def of(
         self, rows: torch.Tensor, xb: torch.Tensor, shifts: torch.Tensor | None, temperature: torch.Tensor
@@ -99,7 +107,12 @@ class SoftTargets:
         """The soft targets [K, B, C] of a batch, as logits: the training rows [K, B], seen as
         `xb` (moved by `shifts` [2, K, B], or None), for students of `temperature` [K] (one
         teacher's logits serve every T)."""
-        return _teacher_on(self.net, xb) if shifts is not None else self.logits[rows]
+        if shifts is None:
+            return self.logits[rows]
+        if self.views is not None:
+            at = rows if self.position is None else self.position[rows]
+            return self.views[view_index(shifts, self.max_shift), at]
+        return _teacher_on(self.net, xb)
 
 
 @dataclass
@@ -108,13 +121,9 @@ class EnsembleTargets(SoftTargets):
     arithmetic mean of the members' probabilities at T, given to the loss as logits (T times
     the log of the mean, whose softmax at T is the mean itself). `logits` are the members'
     [M, N, C] on every training image; `views` [V, M, R, C] theirs on the transfer set's R
-    images (row r at `position[r]`) moved by each of the V shifts of `all_shifts(max_shift)`,
-    so that a moved image gets the members' targets on the moved image itself at no cost per
-    step. Without views, a moved image gets the targets of the stored image it came from."""
-
-    views: torch.Tensor | None = None
-    position: torch.Tensor | None = None  # [N]: each training row's index in `views`
-    max_shift: int = 0
+    images moved by each of the V shifts, so that a moved image gets the members' targets on
+    the moved image itself at no cost per step. Without views, a moved image gets the targets
+    of the stored image it came from."""
 
     def ready(self, moved: bool) -> bool:
         return self.logits is not None
@@ -126,7 +135,7 @@ class EnsembleTargets(SoftTargets):
         if shifts is None or self.views is None:
             z = self.logits[:, rows]  # [M, K, B, C]
         else:
-            at = self.position[rows]
+            at = rows if self.position is None else self.position[rows]
             z = self.views[view_index(shifts, self.max_shift), :, at].permute(2, 0, 1, 3)
         t = temperature.view(1, -1, 1, 1)
         log_mean = torch.logsumexp(F.log_softmax(z / t, dim=-1), dim=0) - math.log(z.shape[0])
