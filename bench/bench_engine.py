@@ -22,6 +22,7 @@ import torch
 
 from kdlab.config import RunOptions
 from kdlab.data.datasets import load_dataset
+from kdlab.models.stacked import StackedModule
 from kdlab.protocols.common import setup_torch
 from kdlab.training.engine import Monitor, SoftTargets, TrainingData, TrainSpec, train_group
 
@@ -30,9 +31,9 @@ TEACHER = (784, 1200, 1200, 10)
 
 
 def specs(sizes: tuple[int, ...], k: int, batch: int, alpha: float) -> list[TrainSpec]:
-    """K models of one group, each with its own seeds (and, for the students, a temperature)."""
+    """K models of one group, each with its own seeds."""
     return [
-        TrainSpec(sizes, 0.5, 1, batch, 1e-3, alpha, 4.0 + k, True, init_seed=i, stream_seed=100 + i)
+        TrainSpec(sizes, 0.5, 1, batch, 1e-3, alpha, 4.0, True, init_seed=i, stream_seed=100 + i)
         for i in range(k)
     ]
 
@@ -67,7 +68,7 @@ def main() -> None:
         train_group(group, train, rows, monitor, teacher)
         seconds = time.perf_counter() - start
         products = bound.training(sizes, k, len(rows), args.batch_size, 1)
-        products += bound.inference(sizes, k, len(monitor.y), 8192)
+        products += bound.inference(sizes, k, len(monitor.y), StackedModule.eval_chunk)
         matmul = bound.bound_seconds(products, bound.rates(products))
         per_model = len(rows) / seconds
         base = per_model if (name, k) == ("students", 1) else base

@@ -36,6 +36,7 @@ def dropout_mask_bits(x: torch.Tensor, generators: list[torch.Generator], rate: 
 
 @torch.no_grad()
 def max_norm_squares_(self: StackedModule, limit: float) -> None:
+    """`StackedModule.max_norm_` with each column's norm from its sum of squares."""
     for w in self.weights:
         dims = (2, 3, 4) if w.dim() == 5 else (1,)
         norms = (w * w).sum(dims, keepdim=True).sqrt_()

@@ -1,8 +1,7 @@
-"""What the benchmarks compare against: the machine's fp32 matmul throughput and model FLOPs."""
+"""What the benchmarks compare against: the machine's fp32 matmul throughput."""
 
 from __future__ import annotations
 
-import itertools
 import time
 
 import torch
@@ -18,8 +17,3 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
         a @ b
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
-
-
-def training_flops_per_sample(sizes) -> int:
-    """Forward (2 per MAC), weight gradient (2) and input gradient (2, none for the first layer)."""
-    return sum((4 if i == 0 else 6) * a * b for i, (a, b) in enumerate(itertools.pairwise(sizes)))

@@ -48,6 +48,7 @@ GROUPS = {
 
 
 def specs(group: str, models: int, batch: int) -> list[TrainSpec]:
+    """K models of `group`, each with its own seeds, for one pass."""
     fields = dict(GROUPS[group])
     sizes, lr, alpha = fields.pop("sizes"), fields.pop("lr"), fields.pop("alpha")
     return [
@@ -87,7 +88,7 @@ def main() -> None:
     data = load_dataset("mnist", args.data_dir, quiet=True)
     x, y = data.x_train, data.y_train
     train = TrainingData(x, y, 10, data.image_shape)
-    rows = torch.arange(args.steps * args.batch_size)
+    rows = torch.arange(args.steps * args.batch_size) % len(x)  # more steps than an epoch: wrap
     monitor = Monitor(data.x_test[:1], data.y_test[:1])  # the per-epoch evaluation is not profiled here
     group = specs(args.group, args.models, args.batch_size)
     teacher = SoftTargets(torch.randn(len(x), 10, generator=torch.Generator().manual_seed(0)))
@@ -108,7 +109,7 @@ def main() -> None:
         print("\n".join(op_table(prof.key_averages(), args.steps, seconds, args.top)))
 
 
-def op_table(ops, steps: int, seconds: float, top: int) -> list[str]:
+def op_table(ops: list, steps: int, seconds: float, top: int) -> list[str]:
     """The ops that took most self CPU time, per step, and what no op accounts for (Python,
     dispatch, waiting)."""
     ranked = sorted(ops, key=lambda op: -op.self_cpu_time_total)

@@ -31,6 +31,8 @@ OMITTED = 3
 
 
 class Images(Dataset):
+    """Image i and its label, one at a time, as a per-sample data set serves them."""
+
     def __init__(self, x: torch.Tensor, y: torch.Tensor):
         self.x, self.y = x, y
 
@@ -50,7 +52,10 @@ def mlp(hidden: tuple[int, ...], dropout: float) -> nn.Sequential:
     return nn.Sequential(*layers, nn.Linear(width, 10))
 
 
-def kd_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, t: float, alpha: float):
+def kd_loss(
+    student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, t: float, alpha: float
+) -> torch.Tensor:
+    """The paper's loss, as such scripts write it: T^2-scaled KL at T plus the hard labels."""
     soft = F.kl_div(
         F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1), log_target=True, reduction="batchmean"
     )
@@ -65,7 +70,18 @@ def test_errors(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
     return wrong
 
 
-def train(model, data, test, epochs, batch, lr, teacher=None, t=4.0, alpha=0.9) -> list[int]:
+def train(
+    model: nn.Module,
+    data: Dataset,
+    test: tuple[torch.Tensor, torch.Tensor],
+    epochs: int,
+    batch: int,
+    lr: float,
+    teacher: nn.Module | None = None,
+    t: float = 4.0,
+    alpha: float = 0.9,
+) -> list[int]:
+    """Train one model, distilling from `teacher` if given; its test errors after each epoch."""
     loader = DataLoader(data, batch_size=batch, shuffle=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     errors = []

@@ -20,7 +20,7 @@ from kdlab.models.mlp import StackedMLP
 
 @pytest.mark.parametrize("rate", [0.2, 0.5])
 def test_the_bit_mask_drops_the_rate_asked_for_and_keeps_the_mean(rate):
-    x = torch.ones(2, 500, 1001)  # an odd count per model: the last 64-bit draw is used in part
+    x = torch.ones(2, 499, 1001)  # not a multiple of 4 per model: the last 64-bit draw is used in part
     mask = candidate.dropout_mask_bits(x, [torch.Generator().manual_seed(s) for s in (0, 1)], rate)
     scale = 1 / (1 - round(rate * 65536) / 65536)
     values = mask.unique().tolist()
@@ -52,7 +52,3 @@ def test_the_squares_max_norm_caps_what_the_engines_caps():
     for a, b in zip(engine.weights, squares.weights):
         assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)
     assert torch.linalg.vector_norm(squares.weights[0], dim=1).max() <= 1.0 + 1e-6
-    untouched = model()
-    before = [w.clone() for w in untouched.weights]
-    candidate.max_norm_squares_(untouched, 1e6)  # nothing over the limit: nothing rescaled
-    assert all(torch.equal(a, b) for a, b in zip(before, untouched.weights))

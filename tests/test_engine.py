@@ -150,3 +150,33 @@ def test_a_model_in_a_group_is_bit_identical_to_it_alone_at_a_partial_batch():
     alone, _ = train_group([kd], data, rows, monitor, teacher)
     for name, value in alone.state_of(0).items():
         assert torch.equal(group.state_of(1)[name], value), name
+
+
+def test_a_teachers_views_are_its_logits_on_each_moved_batch():
+    """The consistent soft targets hinton2015's --jitter-transfer makes once (`Lab.shifted_logits`
+    into `SoftTargets.views`) equal the teacher run on every moved batch."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from kdlab.protocols.common import Lab
+    from kdlab.training.augment import translate
+    from kdlab.training.store import TrainedModel
+
+    shape, sizes = (1, 4, 4), (16, 8, 5)
+    net = StackedMLP(sizes, 1)
+    net.reset_parameters([torch.Generator().manual_seed(0)])
+    x = torch.randn(10, 16, generator=torch.Generator().manual_seed(3))
+    teacher = TrainedModel("Teacher", "mlp", sizes, net.state_of(0), {}, False, Path("."), None)
+    lab = SimpleNamespace(x=x, device=torch.device("cpu"), data=SimpleNamespace(image_shape=shape))
+    views = Lab.shifted_logits(lab, [teacher], torch.arange(10), 1)[:, 0]  # [V, R, C]
+    assert views.shape == (9, 10, 5)
+    rows = torch.tensor([[0, 4, 9], [2, 2, 5]])
+    moved, shifts = translate(x[rows], shape, 1, [torch.Generator().manual_seed(s) for s in (5, 6)])
+    t = torch.tensor([2.0, 3.0])
+    from_views, per_batch = SoftTargets(None, None, views, None, 1), SoftTargets(None, net)
+    assert from_views.ready(True) and per_batch.ready(True) and not per_batch.ready(False)
+    assert bool(shifts.any())
+    expected = per_batch.of(rows, moved, shifts, t)
+    assert torch.allclose(from_views.of(rows, moved, shifts, t), expected, atol=1e-6)
+    flipped = SoftTargets(None, None, views.flip(1), torch.arange(9, -1, -1), 1)  # rows stored reversed
+    assert torch.allclose(flipped.of(rows, moved, shifts, t), expected, atol=1e-6)

@@ -244,32 +244,3 @@ def test_colour_images_of_an_npz_take_the_cnn_family_with_consistent_students(tm
     results = results_of("ensemble", tmp_path, tmp_path / "out", "--dataset", str(path), *tiny, "--quiet")
     assert results["config"]["arch"] == "cnn" and results["config"]["student_jitter"] == "consistent"
     assert len(results["students"]["distilled"]["accuracy"]) == 3
-
-
-def test_a_teachers_views_are_its_logits_on_the_moved_batch():
-    """One teacher's consistent soft targets (`SoftTargets.views`, as hinton2015's
-    --jitter-transfer makes them once) equal the teacher run on every moved batch."""
-    shape = (1, 4, 4)
-    net = build_model("mlp", (16, 8, 5), 1, 0.0)
-    net.reset_parameters([torch.Generator().manual_seed(0)])
-    x = torch.randn(10, 16, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        views = torch.stack(
-            [
-                net(move(x.unsqueeze(0), shape, torch.tensor([dy, dx]).view(2, 1, 1).expand(2, 1, 10)))[0]
-                for dy, dx in all_shifts(1)
-            ]
-        )  # [V, R, C]
-    rows = torch.tensor([[0, 4, 9], [2, 2, 5]])
-    moved, shifts = translate(x[rows], shape, 1, [torch.Generator().manual_seed(s) for s in (5, 6)])
-    t = torch.tensor([2.0, 3.0])
-    from_views = SoftTargets(net(x.unsqueeze(0))[0].detach(), None, views, None, 1)
-    per_batch = SoftTargets(None, net)
-    assert from_views.ready(True) and per_batch.ready(True) and not per_batch.ready(False)
-    assert bool(shifts.any())
-    assert torch.allclose(
-        from_views.of(rows, moved, shifts, t), per_batch.of(rows, moved, shifts, t), atol=1e-6
-    )
-    # views at `position`: rows 0..9 stored in reverse order
-    flipped = SoftTargets(None, None, views.flip(1), torch.arange(9, -1, -1), 1)
-    assert torch.allclose(flipped.of(rows, moved, shifts, t), from_views.of(rows, moved, shifts, t))

@@ -162,6 +162,12 @@ def group_memory_bytes(spec: TrainSpec, image_shape: tuple[int, int, int] | None
     return 4 * (4 * params + 2 * activations)
 
 
+def views_mb(models: int, rows: int, max_shift: int, classes: int) -> float:
+    """The memory (MB) of `Lab.shifted_logits` for `models` on `rows` images: a check before
+    anything trains that they fit the budget."""
+    return len(all_shifts(max_shift)) * models * rows * classes * 4 / 2**20
+
+
 def stack(
     models: list[TrainedModel], device: torch.device, image_shape: tuple[int, int, int] | None = None
 ) -> StackedModule:

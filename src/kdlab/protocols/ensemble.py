@@ -21,13 +21,12 @@ import torch
 
 from kdlab.errors import KdlabError
 from kdlab.evaluation import ensemble_logits, scores
-from kdlab.protocols.common import Lab, ModelJob, data_identity, group_memory_bytes, train_spec
+from kdlab.protocols.common import Lab, ModelJob, data_identity, group_memory_bytes, train_spec, views_mb
 from kdlab.protocols.contract import Measured, Protocol
 from kdlab.reporting import ensemble as reporting
 from kdlab.result import Stage
 from kdlab.seeds import derive_seed
 from kdlab.settings.ensemble import HELP, METRICS, NAME, EnsembleConfig
-from kdlab.training.augment import all_shifts
 from kdlab.training.engine import EnsembleTargets, Monitor, TrainSpec
 from kdlab.training.store import TrainedModel
 
@@ -113,7 +112,7 @@ def check_memory(lab: Lab, config: EnsembleConfig, specs: list[TrainSpec], rows:
                 f"{budget}: choose narrower widths or a larger budget"
             )
     if config.student_jitter == "consistent":
-        need = len(all_shifts(config.jitter)) * config.members * rows * lab.num_classes * 4 / 2**20
+        need = views_mb(config.members, rows, config.jitter, lab.num_classes)
         if need > budget:
             raise KdlabError(
                 f"consistent soft targets of {config.members} members on {rows} images need about "

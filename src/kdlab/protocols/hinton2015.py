@@ -27,6 +27,7 @@ from kdlab.protocols.common import (
     data_identity,
     taught_by,
     train_spec,
+    views_mb,
 )
 from kdlab.protocols.contract import Measured, Protocol
 from kdlab.reporting import hinton2015 as reporting
@@ -272,7 +273,7 @@ PROTOCOL = Protocol(NAME, HELP, Hinton2015Config, measure, reporting.analyse, re
 
 def check_views_fit(lab: Lab, rows: int, max_shift: int) -> None:
     """Refused before anything trains: consistent soft targets that exceed the memory budget."""
-    need = len(all_shifts(max_shift)) * rows * lab.num_classes * 4 / 2**20
+    need = views_mb(1, rows, max_shift, lab.num_classes)
     if need > lab.opts.memory_mb:
         raise KdlabError(
             f"--jitter-transfer with --jitter {max_shift} keeps the teacher's logits on {rows} images "
@@ -288,6 +289,9 @@ def consistent_targets(
     row under every shift the jitter can draw, computed once (when a distilled student first
     trains) instead of a teacher's forward pass on every moved batch of every student. `rows`
     are the first training rows (0..R-1), so a row is its own index in the views."""
+
+    if not torch.equal(rows, torch.arange(len(rows), device=rows.device)):
+        raise ValueError("the views index rows by themselves: rows must be 0..R-1")
 
     @functools.cache
     def make() -> SoftTargets:

@@ -56,7 +56,8 @@ class Hinton2015Config:
     alpha: float = same_as(StudyConfig, "alpha", 1.0, "here > 0 (1: soft targets only)")
     t2: bool = same_as(StudyConfig, "t2")
     jitter_transfer: bool = option(
-        False, "jitter the students' transfer set too (the teacher then sees every jittered batch)"
+        False,
+        "jitter the distilled students' transfer set too (each moved image with the teacher's targets on it)",
     )
     sweep_temperatures: tuple[float, ...] = option(
         (1.0, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0, 12.0, 20.0, 30.0),
