@@ -12,19 +12,14 @@ bench/candidate.py's changes. All ratios come from one run on one machine.
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import bound
-import candidate
+import groups
 import torch
 
-from kdlab.config import RunOptions
-from kdlab.data.datasets import load_dataset
 from kdlab.models.stacked import StackedModule
-from kdlab.protocols.common import setup_torch
-from kdlab.training.engine import Monitor, SoftTargets, TrainingData, TrainSpec, train_group
+from kdlab.training.engine import Monitor, TrainSpec, train_group
 
 STUDENT = (784, 300, 300, 10)
 TEACHER = (784, 1200, 1200, 10)
@@ -39,20 +34,10 @@ def specs(sizes: tuple[int, ...], k: int, batch: int, alpha: float) -> list[Trai
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser = groups.parser(__doc__)
     parser.add_argument("--samples", type=int, default=30000, help="training images per model")
-    parser.add_argument("--candidate", action="store_true", help="with bench/candidate.py's changes")
     args = parser.parse_args()
-    if args.candidate:
-        candidate.apply()
-    setup_torch(RunOptions())
-    data = load_dataset("mnist", args.data_dir, quiet=True)
-    train = TrainingData(data.x_train, data.y_train, 10, data.image_shape)
-    teacher = SoftTargets(torch.randn(len(data.y_train), 10, generator=torch.Generator().manual_seed(0)))
+    data, train, teacher = groups.setup(args)
     rows = torch.arange(args.samples)
     monitor = Monitor(data.x_test[:256], data.y_test[:256])
     print(f"{torch.get_num_threads()} threads, batch {args.batch_size}, {args.samples:,} images per model")
@@ -63,7 +48,7 @@ def main() -> None:
     cases = [("students", STUDENT, k, 0.9) for k in (1, 2, 4, 8, 16)] + [("teacher", TEACHER, 1, 0.0)]
     for name, sizes, k, alpha in cases:
         group = specs(sizes, k, args.batch_size, alpha)
-        train_group(group, train, rows[: 4 * args.batch_size], monitor, teacher)  # warm up
+        groups.warm_up(group, train, monitor, teacher)
         start = time.perf_counter()
         train_group(group, train, rows, monitor, teacher)
         seconds = time.perf_counter() - start

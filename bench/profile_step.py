@@ -15,20 +15,15 @@ visible. Groups:
 
 from __future__ import annotations
 
-import argparse
 import time
 from contextlib import nullcontext
-from pathlib import Path
 
 import bound
-import candidate
+import groups
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from kdlab.config import RunOptions
-from kdlab.data.datasets import load_dataset
-from kdlab.protocols.common import setup_torch
-from kdlab.training.engine import Monitor, SoftTargets, TrainingData, TrainSpec, train_group
+from kdlab.training.engine import Monitor, TrainSpec, train_group
 
 GROUPS = {
     "teacher": dict(
@@ -70,29 +65,18 @@ def specs(group: str, models: int, batch: int) -> list[TrainSpec]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    parser = groups.parser(__doc__)
     parser.add_argument("--group", choices=tuple(GROUPS), default="teacher")
     parser.add_argument("--models", type=int, default=1, help="K models in the group")
-    parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--top", type=int, default=25, help="ops to print")
-    parser.add_argument("--candidate", action="store_true", help="with bench/candidate.py's changes")
     parser.add_argument("--no-profile", action="store_true", help="time the steps without the profiler")
     args = parser.parse_args()
-    if args.candidate:
-        candidate.apply()
-    setup_torch(RunOptions())
-    data = load_dataset("mnist", args.data_dir, quiet=True)
-    x, y = data.x_train, data.y_train
-    train = TrainingData(x, y, 10, data.image_shape)
-    rows = torch.arange(args.steps * args.batch_size) % len(x)  # more steps than an epoch: wrap
+    data, train, teacher = groups.setup(args)
+    rows = torch.arange(args.steps * args.batch_size) % len(data.y_train)  # more steps than an epoch: wrap
     monitor = Monitor(data.x_test[:1], data.y_test[:1])  # the per-epoch evaluation is not profiled here
     group = specs(args.group, args.models, args.batch_size)
-    teacher = SoftTargets(torch.randn(len(x), 10, generator=torch.Generator().manual_seed(0)))
-    train_group(group, train, rows[: 4 * args.batch_size], monitor, teacher)  # warm up
+    groups.warm_up(group, train, monitor, teacher)
     with profile(activities=[ProfilerActivity.CPU]) if not args.no_profile else nullcontext() as prof:
         start = time.perf_counter()
         train_group(group, train, rows, monitor, teacher)
