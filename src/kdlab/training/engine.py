@@ -202,7 +202,7 @@ def train_group(
     distils = any(s.alpha > 0 for s in specs)
     if distils and (teacher is None or not teacher.ready(first.jitter > 0)):
         raise ValueError(
-            "alpha > 0 needs the teacher's logits, or its views or the network itself when jittering"
+            "alpha > 0 needs the teacher's logits, or its views or the teacher itself when jittering"
         )
     x, y, image_shape = data.x, data.y, data.image_shape
     if first.jitter and image_shape is None:
