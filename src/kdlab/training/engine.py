@@ -110,9 +110,12 @@ class SoftTargets:
         if shifts is None:
             return self.logits[rows]
         if self.views is not None:
-            at = rows if self.position is None else self.position[rows]
-            return self.views[view_index(shifts, self.max_shift), at]
+            return self.views[view_index(shifts, self.max_shift), self.view_rows(rows)]
         return _teacher_on(self.net, xb)
+
+    def view_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Each training row's index in `views`."""
+        return rows if self.position is None else self.position[rows]
 
 
 @dataclass
@@ -135,8 +138,7 @@ class EnsembleTargets(SoftTargets):
         if shifts is None or self.views is None:
             z = self.logits[:, rows]  # [M, K, B, C]
         else:
-            at = rows if self.position is None else self.position[rows]
-            z = self.views[view_index(shifts, self.max_shift), :, at].permute(2, 0, 1, 3)
+            z = self.views[view_index(shifts, self.max_shift), :, self.view_rows(rows)].permute(2, 0, 1, 3)
         t = temperature.view(1, -1, 1, 1)
         log_mean = torch.logsumexp(F.log_softmax(z / t, dim=-1), dim=0) - math.log(z.shape[0])
         return temperature.view(-1, 1, 1) * log_mean
