@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
+from kdlab.training import engine
+
 
 @dataclass(frozen=True)
 class Matmul:
@@ -44,9 +46,9 @@ def _batches(rows: int, batch: int) -> Counter:
 
 
 def training(sizes: tuple[int, ...], k: int, rows: int, batch: int, epochs: int) -> Counter:
-    """The products of `epochs` passes of K models over `rows` images, `batch` at a time."""
+    """The products of `epochs` passes of K models over `rows` images, in the engine's batches."""
     out: Counter = Counter()
-    for b, count in _batches(rows, batch).items():
+    for b, count in Counter(s.stop - s.start for s in engine.batches(rows, batch)).items():
         for i, (n, p) in enumerate(itertools.pairwise(sizes)):
             out[Matmul(k, b, n, p)] += count * epochs  # forward
             out[Matmul(k, n, b, p, "a")] += count * epochs  # weight gradient: x^T @ grad

@@ -234,8 +234,8 @@ def train_group(
         )  # [K, N]: each model's own data order
         loss_sum = torch.zeros(num_models, dtype=torch.float64, device=device)
         correct = torch.zeros(num_models, dtype=torch.int64, device=device)
-        for start in range(0, n, first.batch_size):
-            idx = order[:, start : start + first.batch_size]  # [K, B]
+        for batch in batches(n, first.batch_size):
+            idx = order[:, batch]  # [K, B]
             yb, xb = y[idx], x[idx]
             shifts = None
             if first.jitter:
@@ -279,5 +279,11 @@ def _teacher_on(teacher: StackedModule, xb: torch.Tensor) -> torch.Tensor:
     return teacher(xb.reshape(1, k * b, d)).view(k, b, -1)
 
 
+def batches(n: int, batch_size: int) -> list[slice]:
+    """The batches of one pass over n rows in order: `batch_size` at a time, the last one
+    partial."""
+    return [slice(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+
+
 def steps_per_epoch(n: int, batch_size: int) -> int:
-    return -(-n // batch_size)
+    return len(batches(n, batch_size))

@@ -29,17 +29,20 @@ class StackedAdam:
         self.eps = eps
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-        self.by_lr: dict[float, list[int]] = {}
+        by_lr: dict[float, list[int]] = {}
         for k, lr in enumerate(lrs):
-            self.by_lr.setdefault(float(lr), []).append(k)
-        device = self.params[0].device
-        # fused Adam counts steps per tensor, so each (model, tensor) slice has its own counter
-        self.steps = {
-            (k, i): torch.zeros((), dtype=torch.float32, device=device)
-            for k in range(len(lrs))
-            for i in range(len(self.params))
-        }
-        self.fused = device.type in ("cpu", "cuda")
+            by_lr.setdefault(float(lr), []).append(k)
+        # one fused call per learning rate, on (tensor, model) slices; with one learning rate, on
+        # the whole stacked tensors (model None): the kernel is elementwise, so the numbers are the
+        # same. It counts steps per tensor it is given: each slice has its own counter.
+        tensors = range(len(self.params))
+        self.calls = []
+        for lr, models in by_lr.items():
+            slices = (
+                [(i, None) for i in tensors] if len(by_lr) == 1 else [(i, k) for k in models for i in tensors]
+            )
+            self.calls.append((lr, slices, [torch.zeros((), device=self.params[0].device) for _ in slices]))
+        self.fused = self.params[0].device.type in ("cpu", "cuda")
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -47,15 +50,18 @@ class StackedAdam:
 
     @torch.no_grad()
     def step(self, lr_factor: float = 1.0) -> None:
-        for lr, models in self.by_lr.items():
-            slices = [(k, i) for k in models for i in range(len(self.params))]
+        for lr, slices, counters in self.calls:
+
+            def pick(tensors: list[torch.Tensor], slices: list = slices) -> list[torch.Tensor]:
+                return [tensors[i] if k is None else tensors[i][k] for i, k in slices]
+
             adam(
-                [self.params[i][k] for k, i in slices],
-                [self.params[i].grad[k] for k, i in slices],
-                [self.exp_avg[i][k] for k, i in slices],
-                [self.exp_avg_sq[i][k] for k, i in slices],
+                pick(self.params),
+                pick([p.grad for p in self.params]),
+                pick(self.exp_avg),
+                pick(self.exp_avg_sq),
                 [],
-                [self.steps[s] for s in slices],
+                counters,
                 fused=self.fused,
                 amsgrad=False,
                 beta1=self.betas[0],
@@ -88,7 +94,9 @@ class StackedSGD:
     def step(self, lr_factor: float = 1.0) -> None:
         for p, v in zip(self.params, self.velocity):
             v.mul_(self.momentum).add_(p.grad)
-            step = p.grad.add(v, alpha=self.momentum) if self.nesterov else v
+            # Nesterov's g + m v goes into the gradient, which is not used again: a new tensor
+            # the size of the weights at every step costs more than the arithmetic
+            step = p.grad.add_(v, alpha=self.momentum) if self.nesterov else v
             p.addcmul_(self.lrs.view(-1, *[1] * (p.dim() - 1)), step, value=-lr_factor)
 
 
