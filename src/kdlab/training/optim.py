@@ -34,15 +34,19 @@ class StackedAdam:
             by_lr.setdefault(float(lr), []).append(k)
         # one fused call per learning rate, on (tensor, model) slices; with one learning rate, on
         # the whole stacked tensors (model None): the kernel is elementwise, so the numbers are the
-        # same. It counts steps per tensor it is given: each slice has its own counter.
+        # same. It counts steps per tensor it is given: each slice has its own counter. The slices
+        # of the parameters and moments are views made once; only the gradients are new each step.
         tensors = range(len(self.params))
+        device = self.params[0].device
         self.calls = []
         for lr, models in by_lr.items():
             slices = (
                 [(i, None) for i in tensors] if len(by_lr) == 1 else [(i, k) for k in models for i in tensors]
             )
-            self.calls.append((lr, slices, [torch.zeros((), device=self.params[0].device) for _ in slices]))
-        self.fused = self.params[0].device.type in ("cpu", "cuda")
+            with torch.no_grad():  # views the step writes into, outside autograd
+                views = [_pick(t, slices) for t in (self.params, self.exp_avg, self.exp_avg_sq)]
+            self.calls.append((lr, slices, *views, [torch.zeros((), device=device) for _ in slices]))
+        self.fused = device.type in ("cpu", "cuda")
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -50,16 +54,12 @@ class StackedAdam:
 
     @torch.no_grad()
     def step(self, lr_factor: float = 1.0) -> None:
-        for lr, slices, counters in self.calls:
-
-            def pick(tensors: list[torch.Tensor], slices: list = slices) -> list[torch.Tensor]:
-                return [tensors[i] if k is None else tensors[i][k] for i, k in slices]
-
+        for lr, slices, params, exp_avg, exp_avg_sq, counters in self.calls:
             adam(
-                pick(self.params),
-                pick([p.grad for p in self.params]),
-                pick(self.exp_avg),
-                pick(self.exp_avg_sq),
+                params,
+                _pick([p.grad for p in self.params], slices),
+                exp_avg,
+                exp_avg_sq,
                 [],
                 counters,
                 fused=self.fused,
@@ -71,6 +71,11 @@ class StackedAdam:
                 eps=self.eps,
                 maximize=False,
             )
+
+
+def _pick(tensors: list[torch.Tensor], slices: list[tuple[int, int | None]]) -> list[torch.Tensor]:
+    """Tensor i whole (model None), or its model k's slice, for each (i, k) of `slices`."""
+    return [tensors[i] if k is None else tensors[i][k] for i, k in slices]
 
 
 class StackedSGD:
