@@ -41,3 +41,41 @@ def test_paired_degenerate_cases():
     assert single.mean == 2.0 and single.ci95 is None and single.p_value is None
     with pytest.raises(ValueError):
         paired([1.0], [1.0, 2.0])
+
+
+def _engine_run(folder, accuracy, omitted, engine, seeds=(0, 1, 2)):
+    import json
+
+    folder.mkdir()
+    overall = {"KD": {"per_seed_accuracy": accuracy, "per_seed_omitted_accuracy": omitted}}
+    overall["Teacher"] = {"per_seed_accuracy": [98.0], "per_seed_omitted_accuracy": [97.0]}
+    (folder / "results.json").write_text(
+        json.dumps({"seeds": list(seeds), "overall": overall, "device": "cpu"})
+    )
+    (folder / "reproduce.json").write_text(json.dumps({"engine": engine}))
+    return folder
+
+
+def test_two_engines_agree_when_each_mean_is_within_the_others_interval(tmp_path):
+    from kdlab.reporting import engines
+
+    a = _engine_run(tmp_path / "a", [97.0, 97.4, 97.2], [20.0, 30.0, 25.0], 1)
+    b = _engine_run(tmp_path / "b", [97.1, 97.3, 97.2], [60.0, 61.0, 62.0], 2)
+    out = engines.render(a, b)
+    assert "engine 1, cpu" in out and "engine 2, cpu" in out
+    lines = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in out.splitlines()}
+    assert lines[("KD", "overall accuracy (%)")].rstrip(" |").endswith("yes")
+    assert lines[("KD", "on the omitted class (%)")].rstrip(" |").endswith("**no**")
+    assert "+36.00" in lines[("KD", "on the omitted class (%)")]  # after − before, seed by seed
+    assert "1 of 2 seeded comparisons agree" in out
+
+
+def test_two_engines_need_the_same_seeds(tmp_path):
+    from kdlab.errors import KdlabError
+    from kdlab.reporting import engines
+
+    a = _engine_run(tmp_path / "a", [97.0, 97.4], [20.0, 30.0], 1, seeds=(0, 1))
+    b = _engine_run(tmp_path / "b", [97.1, 97.3], [21.0, 29.0], 2, seeds=(1, 2))
+    with pytest.raises(KdlabError, match="other seeds"):
+        engines.render(a, b)
+    assert engines.main([str(a)]) == 2 and engines.main([str(a), str(tmp_path / "missing")]) == 1
