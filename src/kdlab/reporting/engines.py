@@ -19,7 +19,7 @@ from pathlib import Path
 
 from kdlab.errors import KdlabError
 from kdlab.reporting.stats import mean_ci, paired
-from kdlab.reporting.table import markdown
+from kdlab.reporting.table import cell, markdown
 
 METRICS = (
     ("overall accuracy (%)", "per_seed_accuracy"),
@@ -41,11 +41,6 @@ def load(folder: Path) -> tuple[dict, str]:
     return results, label
 
 
-def _interval(values: list[float]) -> tuple[str, float, float | None]:
-    mean, hw = mean_ci(values)
-    return (f"{mean:.2f}" if hw is None else f"{mean:.2f} ± {hw:.2f}"), mean, hw
-
-
 def _within(mean: float, other: float, hw: float | None) -> bool:
     return hw is not None and abs(mean - other) <= hw
 
@@ -63,10 +58,11 @@ def compare(before: dict, after: dict) -> list[dict]:
             a, b = was.get(key), now.get(key)
             if not a or not b or len(a) != len(b):
                 continue
-            (text_a, mean_a, hw_a), (text_b, mean_b, hw_b) = _interval(a), _interval(b)
+            (mean_a, hw_a), (mean_b, hw_b) = mean_ci(a), mean_ci(b)
             diff = paired(b, a)
             out.append({
-                "model": model, "metric": metric, "before": text_a, "after": text_b,
+                "model": model, "metric": metric,
+                "before": cell(mean_a, hw_a, 2), "after": cell(mean_b, hw_b, 2),
                 "diff": diff, "agree": _within(mean_a, mean_b, hw_b) and _within(mean_b, mean_a, hw_a),
                 "seeds": len(a),
             })  # fmt: skip
