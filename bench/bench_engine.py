@@ -4,8 +4,8 @@ Trains groups of K = 1, 2, 4, 8, 16 distilling students (784-300-300-10, the myt
 students: dropout 0.5, Adam, T = 4, alpha 0.9, batch 256 by default) for one pass over
 `--samples` images, and the teacher (784-1200-1200-10) alone, and prints per-model and
 aggregate throughput, the aggregate gain of each group over K = 1 (what stacking buys), and
-the ratio to the group's own matmul bound (bench/bound.py). `--candidate` runs them with
-bench/candidate.py's changes. All ratios come from one run on one machine.
+the ratio to the group's own matmul bound (bench/bound.py). With PYTHONPATH=<checkout>/src it
+measures another checkout's engine. All ratios come from one run on one machine.
 
     python bench/bench_engine.py --data-dir ../shared/data [--batch-size 256] [--samples 30000]
 """
@@ -19,6 +19,7 @@ import groups
 import torch
 
 from kdlab.models.stacked import StackedModule
+from kdlab.protocols.common import ENGINE_VERSION
 from kdlab.training.engine import Monitor, TrainSpec, train_group
 
 STUDENT = (784, 300, 300, 10)
@@ -41,7 +42,7 @@ def main() -> None:
     rows = torch.arange(args.samples)
     monitor = Monitor(data.x_test[:256], data.y_test[:256])
     print(f"{torch.get_num_threads()} threads, batch {args.batch_size}, {args.samples:,} images per model")
-    print(f"{'with bench/candidate.py' if args.candidate else 'the engine as it is'}\n")
+    print(f"engine {ENGINE_VERSION}\n")
     print("| group | K | images/s per model | images/s, all | all models vs K = 1 | matmul bound ratio |")
     print("|---|---:|---:|---:|---:|---:|")
     base = None

@@ -10,7 +10,7 @@ this machine, so the ratios are comparable.
 
     python bench/bench_protocol.py --data-dir ../shared/data [--epochs 10] [--batch-size 128]
     python bench/bench_protocol.py --epochs 1 --subset 2000   # a smoke run (the tests' one)
-    python bench/bench_protocol.py --candidate                # with bench/candidate.py's engine
+    PYTHONPATH=<checkout>/src python bench/bench_protocol.py  # the engine of another checkout
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ from collections import Counter
 from pathlib import Path
 
 import bound
-import candidate
 import torch
 from machine import matmul_gflops
 
+import kdlab
 from kdlab.config import RunOptions
 from kdlab.data.datasets import load_dataset
 from kdlab.models.stacked import StackedModule
 from kdlab.protocols import mythical_digit
-from kdlab.protocols.common import setup_torch
+from kdlab.protocols.common import ENGINE_VERSION, setup_torch
 
 
 def main() -> None:
@@ -45,10 +45,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="student seeds (the teacher is shared)")
     parser.add_argument("--subset", type=int, default=0, help="the first N training images (0: all)")
     parser.add_argument("--out", type=Path, default=None, help="keep the run here (default: a temp dir)")
-    parser.add_argument("--candidate", action="store_true", help="with bench/candidate.py's changes")
     args = parser.parse_args()
-    if args.candidate:
-        candidate.apply()
 
     opts = RunOptions(data_dir=args.data_dir, quiet=True, fresh=True)
     setup_torch(opts)
@@ -86,7 +83,7 @@ def main() -> None:
 
     print(f"\nfp32 matmul throughput (2048x2048, {torch.get_num_threads()} threads): {peak:.1f} GFLOP/s")
     print(f"batch size {args.batch_size}, {args.epochs} epochs, {args.seeds} student seed(s)")
-    print(f"{'with bench/candidate.py' if args.candidate else 'the engine as it is'}\n")
+    print(f"engine {ENGINE_VERSION} (kdlab from {Path(kdlab.__file__).parent})\n")
     print("| group | models | wall s | samples/s per model | matmul bound s | ratio |")
     print("|---|---:|---:|---:|---:|---:|")
     for (group, wall), record in groups.items():

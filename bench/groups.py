@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import candidate
 import torch
 
 from kdlab.config import RunOptions
@@ -21,15 +20,12 @@ def parser(doc: str) -> argparse.ArgumentParser:
     out = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     out.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
     out.add_argument("--batch-size", type=int, default=256)
-    out.add_argument("--candidate", action="store_true", help="with bench/candidate.py's changes")
     return out
 
 
 def setup(args: argparse.Namespace) -> tuple[Dataset, TrainingData, SoftTargets]:
     """MNIST as the engine trains on it, and random teacher logits for the distilling models
-    (their values do not change the time), with the candidate engine if asked for."""
-    if args.candidate:
-        candidate.apply()
+    (their values do not change the time)."""
     setup_torch(RunOptions())
     data = load_dataset("mnist", args.data_dir, quiet=True)
     logits = torch.randn(len(data.y_train), 10, generator=torch.Generator().manual_seed(0))

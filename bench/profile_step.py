@@ -23,6 +23,7 @@ import groups
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from kdlab.protocols.common import ENGINE_VERSION
 from kdlab.training.engine import Monitor, TrainSpec, train_group
 
 GROUPS = {
@@ -84,7 +85,7 @@ def main() -> None:
     products = bound.training(group[0].sizes, args.models, len(rows), args.batch_size, 1)
     matmul = bound.bound_seconds(products, bound.rates(products))
     print(
-        f"{args.group}{' with bench/candidate.py' if args.candidate else ''}, K = {args.models}, "
+        f"{args.group}, engine {ENGINE_VERSION}, K = {args.models}, "
         f"batch {args.batch_size}, {args.steps} steps, {torch.get_num_threads()} threads: "
         f"{1e3 * seconds / args.steps:.2f} ms per step, its matmuls {1e3 * matmul / args.steps:.2f} ms "
         f"(ratio {seconds / matmul:.2f}{'' if args.no_profile else ', the profiler overhead included'})\n"

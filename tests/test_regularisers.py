@@ -61,6 +61,41 @@ def test_max_norm_caps_only_the_long_columns():
     )
 
 
+def test_max_norm_from_squares_is_the_vector_norms_cap():
+    model = StackedMLP((20, 30, 5), 2)
+    model.reset_parameters([torch.Generator().manual_seed(s) for s in (0, 1)])
+    with torch.no_grad():
+        model.weights[0][:, :, :10] *= 20  # some columns far over the limit
+    reference = []
+    for w in model.weights:
+        w = w.detach()
+        norms = torch.linalg.vector_norm(w, dim=1, keepdim=True)
+        reference.append(w * (1.0 / norms.clamp(min=1e-12)).clamp(max=1.0))
+    model.max_norm_(1.0)
+    for got, want in zip(model.weights, reference):
+        assert torch.allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.5])
+def test_the_dropout_mask_drops_the_rate_asked_for_and_keeps_the_mean(rate):
+    x = torch.ones(2, 499, 1001)  # not a multiple of 4 per model: the last 64-bit draw is used in part
+    mask = StackedMLP._dropout_mask(x, [torch.Generator().manual_seed(s) for s in (0, 1)], rate)
+    scale = 1 / (1 - round(rate * 65536) / 65536)
+    values = mask.unique().tolist()
+    assert len(values) == 2 and values[0] == 0.0 and values[1] == pytest.approx(scale)
+    dropped = (mask == 0).double().mean(dim=(1, 2))
+    assert torch.allclose(dropped, torch.full((2,), rate, dtype=torch.float64), atol=3e-3)
+    assert mask.double().mean().item() == pytest.approx(1.0, abs=5e-3)
+    assert not torch.equal(mask[0], mask[1])  # each model its own draws
+
+
+def test_a_models_dropout_mask_is_the_same_in_a_group_as_alone():
+    x = torch.ones(3, 7, 9)
+    group = StackedMLP._dropout_mask(x, [torch.Generator().manual_seed(s) for s in (4, 5, 6)], 0.5)
+    alone = StackedMLP._dropout_mask(x[:1], [torch.Generator().manual_seed(5)], 0.5)
+    assert torch.equal(group[1], alone[0])
+
+
 @pytest.mark.parametrize("schedule", ["constant", "cosine", "linear"])
 def test_schedules_start_at_one_and_never_grow(schedule):
     factors = [lr_factor(schedule, s, 10) for s in range(11)]

@@ -34,7 +34,7 @@ from kdlab.training.engine import (
 )
 from kdlab.training.store import ModelStore, TrainedModel, model_key
 
-ENGINE_VERSION = 1  # bump when a change to the engine changes trained weights
+ENGINE_VERSION = 2  # bump when a change to the engine changes trained weights
 
 
 def setup_torch(opts: RunOptions) -> torch.device:

@@ -20,7 +20,7 @@ OMITTED = 3  # the mythical digit
 KEPT = (7, 8)  # the only digits of the second reduced transfer set
 # Epochs and training images of each budget; everything else is the same in both.
 BUDGETS = {
-    "full": {"subset": 0, "teacher_epochs": 60, "student_epochs": 30, "sweep_epochs": 15},
+    "full": {"subset": 0, "teacher_epochs": 300, "student_epochs": 100, "sweep_epochs": 15},
     "quick": {"subset": 6000, "teacher_epochs": 3, "student_epochs": 3, "sweep_epochs": 2},
 }
 
@@ -43,8 +43,10 @@ class Hinton2015Config:
     input_dropout: float = option(0.2, "teacher: dropout on the input pixels", ge=0, lt=1)
     max_norm: float = option(3.5, "teacher: max L2 norm of each unit's incoming weights (0: none)", ge=0)
     jitter: int = option(2, "teacher: random translation of its training images by up to N pixels", ge=0)
-    teacher_optimizer: str = option("adam", f"teacher optimiser: {', '.join(OPTIMIZERS)}", choices=OPTIMIZERS)
-    teacher_lr: float = option(1e-3, "teacher learning rate", gt=0)
+    teacher_optimizer: str = option(
+        "nesterov", f"teacher optimiser: {', '.join(OPTIMIZERS)}", choices=OPTIMIZERS
+    )
+    teacher_lr: float = option(0.05, "teacher learning rate", gt=0)
     momentum: float = option(0.9, "momentum of sgd and nesterov (teacher or students)", ge=0, lt=1)
     schedule: str = option(
         "cosine", f"learning-rate schedule of every model: {', '.join(SCHEDULES)}", choices=SCHEDULES
@@ -56,7 +58,7 @@ class Hinton2015Config:
     alpha: float = same_as(StudyConfig, "alpha", 1.0, "here > 0 (1: soft targets only)")
     t2: bool = same_as(StudyConfig, "t2")
     jitter_transfer: bool = option(
-        False,
+        True,
         "jitter the distilled students' transfer set too (each moved image with the teacher's targets on it)",
     )
     sweep_temperatures: tuple[float, ...] = option(

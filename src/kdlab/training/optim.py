@@ -40,8 +40,11 @@ class StackedAdam:
         device = self.params[0].device
         self.calls = []
         for lr, models in by_lr.items():
+            # each model's own slices: the fused kernel then splits a model's elements into
+            # vector lanes and tail as it splits the model alone (whole stacked tensors put a
+            # model's elements at other lanes, and a last bit can differ)
             slices = (
-                [(i, None) for i in tensors] if len(by_lr) == 1 else [(i, k) for k in models for i in tensors]
+                [(i, None) for i in tensors] if len(lrs) == 1 else [(i, k) for k in models for i in tensors]
             )
             with torch.no_grad():  # views the step writes into, outside autograd
                 views = [_pick(t, slices) for t in (self.params, self.exp_avg, self.exp_avg_sq)]
