@@ -4,7 +4,7 @@
 # page includes. The engine benchmark runs twice per engine, interleaved, to show how much this
 # machine's speed moves between repeats.
 #
-# "engine1" is the engine before its version 2 (commit 4c701b4, checked out into a worktree of
+# "engine1" is the engine before its version 2 (commit 60a8786, the tag engine-1, in a worktree of
 # its own); the other files measure this checkout.
 #
 #     bash bench/window.sh [DATA_DIR] [PYTHON]
@@ -14,7 +14,7 @@ data=$(realpath "${1:-../../shared/data}")
 python=${2:-../.venv/bin/python}
 out=../docs/performance
 engine1=$(mktemp -d)/engine1
-git worktree add --quiet --detach "$engine1" 4c701b4
+git worktree add --quiet --detach "$engine1" 60a8786  # the tag engine-1
 trap 'git worktree remove --force "$engine1"' EXIT
 mkdir -p "$out"
 run() { # NAME SRC SCRIPT ARGS...: one benchmark of kdlab from SRC, its output (less the profiler's own log lines) kept

@@ -159,3 +159,20 @@ def test_input_dropout_changes_training_and_is_off_at_evaluation():
     assert not torch.equal(plain.weights[0], dropped.weights[0])
     # at evaluation the inputs are whole: the trained network computed by hand
     assert torch.allclose(predict(dropped, x)[0], mlp_by_hand(dropped.state_of(0), x), atol=1e-5)
+
+
+def test_dropout_masks_are_uncorrelated_across_neighbouring_units_and_steps():
+    """Four units share one 64-bit draw: their masks, and a unit's masks at consecutive steps,
+    must still be independent (a correlation of 0 within sampling noise, about 1e-3 here)."""
+    gen = [torch.Generator().manual_seed(0)]
+    x = torch.ones(1, 64, 1000)
+    masks = torch.stack([StackedMLP._dropout_mask(x, gen, 0.5)[0].flatten() > 0 for _ in range(20)]).double()
+
+    def corr(a: torch.Tensor, b: torch.Tensor) -> float:
+        a, b = a.flatten() - a.mean(), b.flatten() - b.mean()
+        return float((a * b).mean() / (a.std() * b.std()))
+
+    for lag in (1, 2, 3, 4, 5):  # within one draw, and across draws
+        assert abs(corr(masks[:, :-lag], masks[:, lag:])) < 5e-3, lag
+    assert abs(corr(masks[:-1], masks[1:])) < 5e-3  # step to step
+    assert abs(masks.mean().item() - 0.5) < 3e-3

@@ -79,3 +79,39 @@ def test_two_engines_need_the_same_seeds(tmp_path):
     with pytest.raises(KdlabError, match="other seeds"):
         engines.render(a, b)
     assert engines.main([str(a)]) == 2 and engines.main([str(a), str(tmp_path / "missing")]) == 1
+
+
+def test_two_engines_over_teacher_seeds_pool_the_runs_and_pair_them_by_name(tmp_path):
+    """A folder of runs (one per teacher seed) is one sample per run and student seed; the
+    teacher, one value per run, becomes a seeded comparison too."""
+    from kdlab.reporting import engines
+
+    for side, engine, shift in (("a", 1, 0.0), ("b", 2, 1.0)):
+        (tmp_path / side).mkdir()
+        for i, name in enumerate(("seed0", "seed1", "seed2")):
+            _engine_run(tmp_path / side / name, [97.0 + i], [20.0 + 10 * i + shift], engine, seeds=(i,))
+    (tmp_path / "b" / "notes").mkdir()  # a folder without results is not a run
+    out = engines.render(tmp_path / "a", tmp_path / "b")
+    assert "engine 1, cpu" in out and "engine 2, cpu" in out
+    lines = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in out.splitlines()}
+    omitted = lines[("KD", "on the omitted class (%)")]
+    assert "+1.00 ± 0.00" in omitted and omitted.rstrip(" |").endswith("yes")  # paired run by run
+    assert ("Teacher", "overall accuracy (%)") in lines  # 3 teachers: a seeded row
+    assert "over seeds ['seed0/0', 'seed1/1', 'seed2/2']" in out
+    named = engines.render(tmp_path / "a", tmp_path / "b", ("before", "after"))
+    assert "before, cpu" in named and "after, cpu" in named
+    assert engines.main([str(tmp_path / "a"), str(tmp_path / "b"), "--names", "x", "y"]) == 0
+
+
+def test_a_folder_of_runs_from_two_engines_is_refused(tmp_path):
+    from kdlab.errors import KdlabError
+    from kdlab.reporting import engines
+
+    (tmp_path / "mixed").mkdir()
+    _engine_run(tmp_path / "mixed" / "seed0", [97.0], [20.0], 1, seeds=(0,))
+    _engine_run(tmp_path / "mixed" / "seed1", [97.0], [20.0], 2, seeds=(1,))
+    with pytest.raises(KdlabError, match="other devices or engines"):
+        engines.load(tmp_path / "mixed")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(KdlabError, match=r"no results\.json"):
+        engines.load(tmp_path / "empty")

@@ -181,6 +181,7 @@ def provenance(config: dict, data_hashes: dict[str, str]) -> dict:
         "config": config,
         "data_sha256": data_hashes,
         "versions": package_versions(),
+        "engine": ENGINE_VERSION,
     }
 
 

@@ -104,12 +104,13 @@ def per_seed_csv(per_seed: dict, seeds: dict[str, list[int]], classes: tuple[str
 
 
 def provenance_lines(config, result: dict) -> list[str]:
-    """A report's lines on what produced it: the settings, the data's hashes, package versions."""
+    """A report's lines on what produced it: the settings, the data's hashes, package versions
+    and the engine version (its random streams)."""
     from kdlab.config import to_dict
 
     return [
         f"- Config: `{to_dict(config)}`",
         f"- Data: {config.dataset}, sha256 "
         + ", ".join(f"{k} {v[:12]}…" for k, v in result["data_sha256"].items()),
-        f"- Versions: {result['versions']}",
+        f"- Versions: {result['versions']}, engine {result.get('engine', '?')}",
     ]
