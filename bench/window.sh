@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every measurement of docs/performance.md, in one window (about 20 minutes on 2 cores): run it
-# with nothing else running. Each benchmark's output is written to docs/performance/, which the
-# page includes. The engine benchmark runs twice per engine, interleaved, to show how much this
+# with nothing else running. Each benchmark's output is written to docs/performance/engine2/,
+# which the page includes. The engine benchmark runs twice per engine, interleaved, to show how much this
 # machine's speed moves between repeats.
 #
 # "engine1" is the engine before its version 2 (commit 60a8786, the tag engine-1, in a worktree of
@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 data=$(realpath "${1:-../../shared/data}")
 python=${2:-../.venv/bin/python}
-out=../docs/performance
+out=../docs/performance/engine2  # the window before (engine 1 and the candidate): docs/performance/*.md
 engine1=$(mktemp -d)/engine1
 git worktree add --quiet --detach "$engine1" 60a8786  # the tag engine-1
 trap 'git worktree remove --force "$engine1"' EXIT
