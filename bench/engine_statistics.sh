@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=$(realpath "${1:-../shared/data}")
-python=$(realpath "${2:-.venv/bin/python}")
+python=$(realpath -s "${2:-.venv/bin/python}")  # -s: the venv's link, not the interpreter it points to
 runs=$(realpath -m "${3:-runs/engine-statistics}")
 before=$(mktemp -d)/engine1
 git worktree add --quiet --detach "$before" 60a8786  # the tag engine-1
