@@ -15,13 +15,14 @@ from bound import Matmul
 
 
 def test_training_counts_the_forward_and_both_backward_products_of_every_step():
-    products = bound.training((6, 5, 3), k=2, rows=10, batch=4, epochs=3)  # batches 4, 4, 2
-    assert products[Matmul(2, 4, 6, 5)] == 6 and products[Matmul(2, 2, 6, 5)] == 3  # forward
-    assert products[Matmul(2, 6, 4, 5, "a")] == 6  # first layer: weight gradient, no input gradient
-    assert Matmul(2, 4, 5, 6, "b") not in products
-    assert products[Matmul(2, 4, 3, 5, "b")] == 6 and products[Matmul(2, 2, 3, 5, "b")] == 3
-    # 2 models x 30 samples x (forward + weight gradient on both layers, input gradient on one)
-    assert sum(c * mm.flops for mm, c in products.items()) == 2 * 30 * 2 * (2 * 6 * 5 + 3 * 5 * 3)
+    products = bound.training((6, 5, 3), k=2, rows=85, batch=32, epochs=3)  # batches 32, 32, 16
+    assert products[Matmul(2, 32, 6, 5)] == 6 and products[Matmul(2, 16, 6, 5)] == 3  # forward
+    assert Matmul(2, 21, 6, 5) not in products  # the last batch is cut to a multiple of 16 rows
+    assert products[Matmul(2, 6, 32, 5, "a")] == 6  # first layer: weight gradient, no input gradient
+    assert Matmul(2, 32, 5, 6, "b") not in products
+    assert products[Matmul(2, 32, 3, 5, "b")] == 6 and products[Matmul(2, 16, 3, 5, "b")] == 3
+    # 2 models x 240 samples x (forward + weight gradient on both layers, input gradient on one)
+    assert sum(c * mm.flops for mm, c in products.items()) == 2 * 240 * 2 * (2 * 6 * 5 + 3 * 5 * 3)
 
 
 def test_inference_is_the_forward_alone_in_chunks():
@@ -35,16 +36,16 @@ def test_inference_is_the_forward_alone_in_chunks():
 
 
 def test_the_bound_is_each_products_flops_over_its_own_rate():
-    products = bound.training((6, 5, 3), k=1, rows=8, batch=4, epochs=1)  # 2 steps
+    products = bound.training((6, 5, 3), k=1, rows=32, batch=16, epochs=1)  # 2 steps
     fast = {mm: 1e9 for mm in products}
-    # per step: forward 2*4*(30+15) FLOPs, weight gradients the same, one input gradient 2*4*15
-    assert bound.bound_seconds(products, fast) == pytest.approx(2 * (2 * 2 * 4 * 45 + 2 * 4 * 15) / 1e9)
+    # per step: forward 2*16*(30+15) FLOPs, weight gradients the same, one input gradient 2*16*15
+    assert bound.bound_seconds(products, fast) == pytest.approx(2 * (2 * 2 * 16 * 45 + 2 * 16 * 15) / 1e9)
     slow_forward = {mm: 1e9 if mm.transposed else 0.5e9 for mm in products}  # the forward twice as slow
     assert bound.bound_seconds(products, slow_forward) == pytest.approx(
-        2 * (2 * 2 * 4 * 45 + 2 * 4 * 15 + 2 * 4 * 45) / 1e9
+        2 * (2 * 2 * 16 * 45 + 2 * 16 * 15 + 2 * 16 * 45) / 1e9
     )
     rows = bound.report(products, slow_forward, top=3)[2:]
-    assert len(rows) == 3 and "[4, 6] @ [6, 5] (forward)" in rows[0]  # the largest share first
+    assert len(rows) == 3 and "[16, 6] @ [6, 5] (forward)" in rows[0]  # the largest share first
 
 
 def test_a_rate_is_measured_for_every_distinct_shape():
