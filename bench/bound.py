@@ -20,7 +20,10 @@ from dataclasses import dataclass
 
 import torch
 
+from kdlab.models.stacked import StackedModule
 from kdlab.training import engine
+
+EVAL_CHUNK = StackedModule.eval_chunk  # images per forward pass when predicting
 
 
 @dataclass(frozen=True)
@@ -107,3 +110,54 @@ def report(products: Counter, measured: dict[Matmul, float], top: int = 8) -> li
         shape = f"{mm.k} × [{mm.m}, {mm.n}] @ [{mm.n}, {mm.p}] ({kind})"
         lines.append(f"| {shape} | {count:,} | {measured[mm] / 1e9:.0f} | {seconds:.1f} |")
     return lines
+
+
+def group_products(record: dict, k: int, y_test: torch.Tensor) -> Counter:
+    """A group's training products (`record` is one of its models' record.json) and its
+    evaluation on the monitor after every epoch: the test set (or the validation split, its size
+    scaled by the test set's share) without the classes its transfer set leaves out."""
+    spec, sizes, identity = record["spec"], tuple(record["spec"]["sizes"]), record["identity"]
+    kept = int((~torch.isin(y_test, torch.tensor(identity.get("transfer_omit", [])))).sum())
+    val = identity["rows"].get("val_size") or 0
+    monitor = kept if not identity.get("monitor", "").startswith("validation") else val * kept // len(y_test)
+    out = training(sizes, k, record["transfer_size"], spec["batch_size"], spec["epochs"])
+    return out + inference(sizes, k, monitor, EVAL_CHUNK, spec["epochs"])
+
+
+def trained_groups(records: list[dict]) -> dict[tuple, dict]:
+    """One record per group that trained, keyed by its models' names and its wall time (a group
+    split to fit memory repeats the names, not the time)."""
+    groups: dict[tuple, dict] = {}
+    for record in records:
+        groups.setdefault((tuple(record["group"]), record["group_wall_time_s"]), record)
+    return groups
+
+
+def group_table(groups: dict[tuple, dict], products: dict, measured: dict[Matmul, float]) -> list[str]:
+    """Per group: its models, wall time, images/s per model, matmul bound and their ratio."""
+    lines = [
+        "| group | models | wall s | samples/s per model | matmul bound s | ratio |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for (group, wall), record in groups.items():
+        seconds = bound_seconds(products[(group, wall)], measured)
+        samples = record["transfer_size"] * record["spec"]["epochs"]
+        names = ", ".join(sorted(set(group)))
+        cells = [names, len(group), f"{wall:.1f}", f"{samples / wall:,.0f}", f"{seconds:.1f}"]
+        lines.append("| " + " | ".join(map(str, cells)) + f" | {wall / seconds:.2f} |")
+    return lines
+
+
+def run_products(records: list[dict], products: dict, test_rows: int) -> Counter:
+    """The whole run's products: its groups', at least one test pass per model, and each
+    teacher's logits on its training rows, once, or under each of the (2s + 1)² shifts when its
+    students read consistent views (`soft_targets`) of images moved by up to s pixels (the run
+    computes more; leaving it out only lowers the bound)."""
+    whole = sum(products.values(), Counter())
+    for record in records:
+        whole += inference(tuple(record["spec"]["sizes"]), 1, test_rows, EVAL_CHUNK)
+    shifts = [r["spec"]["jitter"] for r in records if r["identity"].get("soft_targets") == "consistent views"]
+    views = (2 * max(shifts) + 1) ** 2 if shifts else 1
+    for teacher in (r for r in records if r["name"] == "Teacher"):
+        whole += inference(tuple(teacher["spec"]["sizes"]), 1, teacher["transfer_size"], EVAL_CHUNK, views)
+    return whole

@@ -4,6 +4,7 @@ their FLOPs over each shape's rate."""
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,27 @@ def test_a_rate_is_measured_for_every_distinct_shape():
     assert set(measured) == set(shapes) and all(r > 0 for r in measured.values())
 
 
+def _record(name: str, sizes: tuple, rows: int, **identity) -> dict:
+    spec = {"sizes": list(sizes), "jitter": identity.pop("jitter", 0), "batch_size": 32, "epochs": 1}
+    return {"name": name, "spec": spec, "identity": identity, "transfer_size": rows}
+
+
+def test_a_runs_products_add_a_test_pass_per_model_and_the_teachers_logits():
+    teacher, student = _record("Teacher", (6, 5, 3), 100), _record("KD", (6, 4, 3), 100)
+    products = {("Teacher",): Counter({Matmul(1, 32, 6, 5): 3})}
+    whole = bound.run_products([teacher, student], products, test_rows=40)
+    assert whole[Matmul(1, 32, 6, 5)] == 3  # the groups' own products
+    assert whole[Matmul(1, 40, 6, 4)] == 1  # the student's test pass
+    assert whole[Matmul(1, 40, 6, 5)] == 1 and whole[Matmul(1, 100, 6, 5)] == 1  # the teacher's
+
+
+def test_consistent_views_count_the_teachers_logits_under_every_shift():
+    teacher = _record("Teacher", (6, 5, 3), 100)
+    student = _record("KD", (6, 4, 3), 100, jitter=2, soft_targets="consistent views")
+    whole = bound.run_products([teacher, student], {}, test_rows=40)
+    assert whole[Matmul(1, 100, 6, 5)] == 25 and whole[Matmul(1, 100, 5, 3)] == 25  # (2·2 + 1)² views
+
+
 @pytest.mark.slow
 def test_the_protocol_benchmark_runs_and_prints_its_ratio_to_the_bound(shared_data, tmp_path):
     """A smoke run of bench/bench_protocol.py (its numbers are not read: a timing under a test
@@ -73,6 +95,12 @@ def test_the_protocol_benchmark_runs_and_prints_its_ratio_to_the_bound(shared_da
     assert done.returncode == 0, done.stderr[-2000:]
     assert "its matmul bound" in done.stdout and "peak RSS" in done.stdout
     assert "| Teacher | 1 |" in done.stdout
+    # the bound of the run just made, from its records
+    args = [sys.executable, "bound_run.py", str(tmp_path / "run"), "--data-dir", str(shared_data)]
+    done = subprocess.run(args, cwd=bench, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "5 models trained, 0 reused" in done.stdout and "whole run:" in done.stdout
+    assert "| Teacher | 1 |" in done.stdout and "its matmul bound" in done.stdout
 
 
 @pytest.mark.slow
