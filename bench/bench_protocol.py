@@ -16,7 +16,6 @@ this machine, so the ratios are comparable.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import tempfile
 import time
@@ -57,18 +56,11 @@ def main() -> None:
         run = RunOptions(data_dir=args.data_dir, out=out, models_dir=out / "models", quiet=True, fresh=True)
         mythical_digit.PROTOCOL.run(config, run).save(out)
         total = time.perf_counter() - start
-        results = json.loads((out / "results.json").read_text())
-        records = [
-            json.loads((out / info["folder"] / "record.json").read_text())
-            for infos in results["models"].values()
-            for info in infos
-        ]
+        records = bound.trained_records(out)[1]
 
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     data = load_dataset(config.dataset, args.data_dir, quiet=True)
-    groups = bound.trained_groups(records)
-    products = {key: bound.group_products(record, len(key[0]), data.y_test) for key, record in groups.items()}
-    whole = bound.run_products(records, products, len(data.y_test))
+    groups, products, whole = bound.run_groups(records, data.y_test)
     measured = bound.rates(whole)
 
     print(f"\nfp32 matmul throughput (2048x2048, {torch.get_num_threads()} threads): {peak:.1f} GFLOP/s")

@@ -13,10 +13,12 @@ what its ratio to the bound measures.
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -161,3 +163,17 @@ def run_products(records: list[dict], products: dict, test_rows: int) -> Counter
     for teacher in (r for r in records if r["name"] == "Teacher"):
         whole += inference(tuple(teacher["spec"]["sizes"]), 1, teacher["transfer_size"], EVAL_CHUNK, views)
     return whole
+
+
+def trained_records(run: Path) -> tuple[dict, list[dict]]:
+    """A saved run's results and the records of the models it trained (not those it reused)."""
+    results = json.loads((run / "results.json").read_text())
+    infos = [info for infos in results["models"].values() for info in infos if not info["reused"]]
+    return results, [json.loads((run / info["folder"] / "record.json").read_text()) for info in infos]
+
+
+def run_groups(records: list[dict], y_test: torch.Tensor) -> tuple[dict, dict, Counter]:
+    """The trained groups of a run, each group's products, and the whole run's."""
+    groups = trained_groups(records)
+    products = {key: group_products(record, len(key[0]), y_test) for key, record in groups.items()}
+    return groups, products, run_products(records, products, len(y_test))

@@ -14,7 +14,6 @@ left out, and then the whole run's ratio is not printed.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import bound
@@ -24,13 +23,6 @@ from machine import matmul_gflops
 from kdlab.config import RunOptions
 from kdlab.data.datasets import load_dataset
 from kdlab.protocols.common import setup_torch
-
-
-def trained_records(run: Path) -> tuple[dict, list[dict]]:
-    """The run's results and the records of the models it trained (not those it reused)."""
-    results = json.loads((run / "results.json").read_text())
-    infos = [info for infos in results["models"].values() for info in infos if not info["reused"]]
-    return results, [json.loads((run / info["folder"] / "record.json").read_text()) for info in infos]
 
 
 def main() -> None:
@@ -43,12 +35,12 @@ def main() -> None:
 
     setup_torch(RunOptions(data_dir=args.data_dir, quiet=True))
     peak = matmul_gflops()
-    results, records = trained_records(args.run)
+    results, records = bound.trained_records(args.run)
     reused = sum(info["reused"] for infos in results["models"].values() for info in infos)
+    if not records:
+        raise SystemExit(f"{args.run}: the run reused all {reused} of its models: nothing to bound")
     data = load_dataset(results["config"]["dataset"], args.data_dir, quiet=True)
-    groups = bound.trained_groups(records)
-    products = {key: bound.group_products(record, len(key[0]), data.y_test) for key, record in groups.items()}
-    whole = bound.run_products(records, products, len(data.y_test))
+    groups, products, whole = bound.run_groups(records, data.y_test)
     measured = bound.rates(whole)
 
     print(f"fp32 matmul throughput (2048x2048, {torch.get_num_threads()} threads): {peak:.1f} GFLOP/s")
