@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -22,6 +23,7 @@ from kdlab.models import StackedModule, from_states
 from kdlab.result import Stage
 from kdlab.seeds import derive_seed
 from kdlab.training.augment import all_shifts, move
+from kdlab.training.checkpoint import Checkpoint
 from kdlab.training.engine import (
     EvalResult,
     Monitor,
@@ -145,6 +147,22 @@ class BestEpoch:
             if loss < self.loss[k]:
                 self.loss[k], self.epoch[k] = loss, epoch
                 self.state[k] = model.state_of(k)  # a copy
+
+    def checkpoint_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors = {f"{k}.{name}": t for k, state in enumerate(self.state) for name, t in state.items()}
+        return tensors, {"loss": self.loss, "epoch": self.epoch}
+
+    def restore_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        loss, epoch, n = meta["loss"], meta["epoch"], len(self.loss)
+        if not (isinstance(loss, list) and isinstance(epoch, list) and len(loss) == len(epoch) == n):
+            raise ValueError("best epochs of another number of models")
+        state: list[dict[str, torch.Tensor]] = [{} for _ in range(n)]
+        for key, t in tensors.items():
+            k, _, name = key.partition(".")
+            if not (k.isdigit() and int(k) < n and name):
+                raise ValueError(f"best weights {key!r} of no model here")
+            state[int(k)][name] = t
+        self.loss, self.epoch, self.state = [float(v) for v in loss], [int(e) for e in epoch], state
 
 
 def group_memory_bytes(spec: TrainSpec, image_shape: tuple[int, int, int] | None = None) -> int:
@@ -286,10 +304,12 @@ class Lab:
             label = f"{len(group)} models ({distinct[0]} … {distinct[-1]})"
         total = spec0.epochs * steps_per_epoch(n, spec0.batch_size)
         best = BestEpoch(len(group)) if keep_best else None
+        keys = [j.key for j in group]
+        checkpoint = Checkpoint(self.store.partial(keys), keys, extra=best, resume=not self.opts.fresh)
         with tqdm(total=total, desc=label, disable=self.opts.quiet, unit="step", leave=False) as bar:
-            start = time.perf_counter()
-            model, histories = self.fit([j.spec for j in group], transfer, monitor, teacher, bar.update, best)
-            wall = time.perf_counter() - start
+            specs = [j.spec for j in group]
+            model, histories = self.fit(specs, transfer, monitor, teacher, bar.update, best, checkpoint)
+            wall = checkpoint.elapsed_s()
         trained = []
         for k, job in enumerate(group):
             record = {
@@ -302,6 +322,7 @@ class Lab:
                 "history": histories[k],
                 "group": [j.name for j in group],
                 "group_wall_time_s": wall,
+                **({"resumed_from_epoch": checkpoint.resumed_epoch} if checkpoint.resumed_epoch else {}),
                 "samples_per_s": spec0.epochs * n * len(group) / wall,
                 "transfer_size": n,
                 "device": str(self.x.device),
@@ -318,8 +339,10 @@ class Lab:
                     job.name, job.spec.arch, job.spec.sizes, final, saved.record, False, folder, best_state
                 )
             )
+        checkpoint.remove()
         if not self.opts.quiet:
-            print(f"trained {label} in {wall:.1f} s")
+            resumed = f" (resumed at epoch {checkpoint.resumed_epoch})" if checkpoint.resumed_epoch else ""
+            print(f"trained {label} in {wall:.1f} s{resumed}")
         return trained
 
     def fit(
@@ -330,10 +353,11 @@ class Lab:
         teacher: SoftTargets | None = None,
         on_step: Callable[[], None] | None = None,
         on_epoch: Callable[[int, StackedModule, EvalResult], None] | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> tuple[StackedModule, list[list[dict]]]:
         """Models trained together on the Lab's training data, not stored (`train` stores them;
         a search's trials report each epoch instead)."""
-        return train_group(specs, self.training, transfer, monitor, teacher, on_step, on_epoch)
+        return train_group(specs, self.training, transfer, monitor, teacher, on_step, on_epoch, checkpoint)
 
     def teacher(self, job: ModelJob, transfer: torch.Tensor, monitor: Monitor | None = None) -> Teacher:
         """The teacher of `job`, trained (or reused), with its logits computed once."""

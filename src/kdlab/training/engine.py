@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,8 +18,9 @@ import torch.nn.functional as F
 
 from kdlab.models import StackedModule, build_model
 from kdlab.training.augment import translate, view_index
+from kdlab.training.checkpoint import Checkpoint, matched
 from kdlab.training.loss import kd_loss
-from kdlab.training.optim import make_optimizer
+from kdlab.training.optim import StackedAdam, StackedSGD, make_optimizer
 from kdlab.training.schedule import lr_factor
 
 
@@ -190,13 +192,16 @@ def train_group(
     teacher: SoftTargets | None = None,
     on_step: Callable[[], None] | None = None,
     on_epoch: Callable[[int, StackedModule, EvalResult], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> tuple[StackedModule, list[list[dict]]]:
     """Train the models of `specs` together on the rows `transfer` of the training data: one
     set of rows [N] for every model, or each model its own rows [K, N] (e.g. each seed its own
     sample). Models with alpha > 0 distil from `teacher`. Returns the trained stack and, per
     model, a history with one dict of metrics (on `monitor`) per epoch. `on_epoch(epoch, model,
     val)` sees the models (in eval mode) and their scores on `monitor` after each epoch, e.g. to
-    report a metric to an early-stopping scheduler or to keep each model's best weights.
+    report a metric to an early-stopping scheduler or to keep each model's best weights. With
+    `checkpoint`, training resumes from its last save, and saves at the end of an epoch when one
+    is due: the weights come out the same as without.
     """
     first = specs[0]
     if any(s.group_key() != first.group_key() for s in specs):
@@ -225,8 +230,13 @@ def train_group(
     alpha = torch.tensor([s.alpha for s in specs], device=device)
     t2 = torch.tensor([s.t2 for s in specs], device=device)
     histories: list[list[dict]] = [[] for _ in specs]
+    begin = 0
+    if checkpoint is not None and (saved := checkpoint.load()) is not None:
+        begin, step, histories = _resume(saved, checkpoint, model, optimizer, generators, first.epochs)
+        for _ in range(step if on_step is not None else 0):
+            on_step()
 
-    for epoch in range(first.epochs):
+    for epoch in range(begin, first.epochs):
         start_time = time.perf_counter()
         model.train()
         order = torch.stack(
@@ -269,7 +279,52 @@ def train_group(
             )
         if on_epoch is not None:
             on_epoch(epoch + 1, model, val)
+        if checkpoint is not None and epoch + 1 < first.epochs and checkpoint.due():
+            tensors = {
+                **{f"param.{i}": p for i, p in enumerate(model.parameters())},
+                **{f"optim.{i}": t for i, t in enumerate(optimizer.state_tensors())},
+                **{f"generator.{i}": g.get_state() for i, g in enumerate(generators)},
+            }
+            checkpoint.save(tensors, {"epoch": epoch + 1, "step": step, "histories": histories})
     return model, histories
+
+
+def _resume(
+    saved: tuple[dict[str, torch.Tensor], dict],
+    checkpoint: Checkpoint,
+    model: StackedModule,
+    optimizer: StackedAdam | StackedSGD,
+    generators: list[torch.Generator],
+    epochs: int,
+) -> tuple[int, int, list[list[dict]]]:
+    """The group's state put back from a save: (epoch, step, histories) to go on from, or a
+    fresh start (0, 0, empty) with a warning when the save does not fit these models; nothing
+    is changed until all of it has been checked."""
+    tensors, meta = saved
+    try:
+        epoch, step, histories = meta["epoch"], meta["step"], meta["histories"]
+        if not (isinstance(epoch, int) and isinstance(step, int) and 0 < epoch < epochs and step > 0):
+            raise ValueError(f"epoch {epoch!r} of {epochs}, step {step!r}")
+        if not (isinstance(histories, list) and len(histories) == len(generators)):
+            raise ValueError("learning curves of another number of models")
+        if any(not isinstance(h, list) or len(h) != epoch for h in histories):
+            raise ValueError(f"learning curves not {epoch} epochs long")
+        params = matched(list(model.parameters()), tensors, "param.")
+        moments = matched(optimizer.state_tensors(), tensors, "optim.")
+        states = matched([g.get_state() for g in generators], tensors, "generator.")
+        checkpoint.restore_extra(tensors, meta)
+    except (KeyError, TypeError, ValueError) as err:
+        warnings.warn(
+            f"{checkpoint.path} does not fit these models ({err}); training from epoch 0", stacklevel=2
+        )
+        return 0, 0, [[] for _ in generators]
+    with torch.no_grad():
+        for target, src in zip([*model.parameters(), *optimizer.state_tensors()], [*params, *moments]):
+            target.copy_(src)
+    for gen, state in zip(generators, states):
+        gen.set_state(state)
+    checkpoint.resumed(meta)
+    return epoch, step, histories
 
 
 @torch.no_grad()

@@ -55,6 +55,10 @@ class StackedAdam:
         for p in self.params:
             p.grad = None
 
+    def state_tensors(self) -> list[torch.Tensor]:
+        """Everything a step reads besides the parameters and gradients (to save and restore)."""
+        return [*self.exp_avg, *self.exp_avg_sq, *(c for call in self.calls for c in call[-1])]
+
     @torch.no_grad()
     def step(self, lr_factor: float = 1.0) -> None:
         for lr, slices, params, exp_avg, exp_avg_sq, counters in self.calls:
@@ -97,6 +101,9 @@ class StackedSGD:
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        return self.velocity
 
     @torch.no_grad()
     def step(self, lr_factor: float = 1.0) -> None:

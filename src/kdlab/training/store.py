@@ -4,7 +4,8 @@ A model's key hashes everything that determines its weights (architecture, train
 settings, seeds, the data hashes and normalisation, the device kind and, for a distilled
 student, its teacher's weights hash). Each
 model is a folder holding `record.json` and `weights.safetensors`, written into a temporary
-folder and renamed into place, so an interrupted run never leaves a half-saved model.
+folder and renamed into place, so an interrupted run never leaves a half-saved model. While a
+group trains, its state is saved now and then under `.partial/`, so a rerun goes on from there.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from kdlab.io import atomic_write_json, stable_hash
 
 WEIGHTS = "weights.safetensors"
 RECORD = "record.json"
+PARTIAL = ".partial"  # groups being trained: their last saved state
 
 
 def model_key(identity: dict) -> str:
@@ -58,6 +60,11 @@ class ModelStore:
     def folder(self, name: str, key: str) -> Path:
         slug = "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
         return self.root / f"{slug}-{key}"
+
+    def partial(self, keys: list[str]) -> Path:
+        """Where the training state of the group of models `keys` is saved while it trains
+        (hidden beside the finished models; removed once they are saved)."""
+        return self.root / PARTIAL / f"{stable_hash(keys)[:16]}.safetensors"
 
     def load(self, name: str, key: str) -> StoredModel | None:
         """The stored model, or None when absent or damaged (then it is trained again)."""
