@@ -232,7 +232,9 @@ def train_group(
     histories: list[list[dict]] = [[] for _ in specs]
     begin = 0
     if checkpoint is not None and (saved := checkpoint.load()) is not None:
-        begin, step, histories = _resume(saved, checkpoint, model, optimizer, generators, first.epochs)
+        begin, step, histories = _resume(
+            saved, checkpoint, model, optimizer, generators, first.epochs, total_steps
+        )
         for _ in range(step if on_step is not None else 0):
             on_step()
 
@@ -296,6 +298,7 @@ def _resume(
     optimizer: StackedAdam | StackedSGD,
     generators: list[torch.Generator],
     epochs: int,
+    total_steps: int,
 ) -> tuple[int, int, list[list[dict]]]:
     """The group's state put back from a save: (epoch, step, histories) to go on from, or a
     fresh start (0, 0, empty) with a warning when the save does not fit these models; nothing
@@ -303,8 +306,9 @@ def _resume(
     tensors, meta = saved
     try:
         epoch, step, histories = meta["epoch"], meta["step"], meta["histories"]
-        if not (isinstance(epoch, int) and isinstance(step, int) and 0 < epoch < epochs and step > 0):
-            raise ValueError(f"epoch {epoch!r} of {epochs}, step {step!r}")
+        whole = isinstance(epoch, int) and isinstance(step, int)
+        if not (whole and 0 < epoch < epochs and step == epoch * (total_steps // epochs)):
+            raise ValueError(f"epoch {epoch!r} of {epochs}, step {step!r} of {total_steps}")
         if not (isinstance(histories, list) and len(histories) == len(generators)):
             raise ValueError("learning curves of another number of models")
         if any(not isinstance(h, list) or len(h) != epoch for h in histories):
