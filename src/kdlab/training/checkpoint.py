@@ -77,7 +77,7 @@ class Checkpoint:
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         # safetensors has no checksum: the hash of the tensors' bytes goes into the header
         # (the bytes do not depend on the header, so a second serialisation carries it)
-        digest = hashlib.sha256(_body(save_tensors(tensors))).hexdigest()
+        digest = hashlib.sha256(_parts(save_tensors(tensors))[1]).hexdigest()
         blob = save_tensors(tensors, metadata={"kdlab": json.dumps({**header, "sha256": digest})})
         atomic_write_bytes(self.path, blob)
         self.last_save = time.monotonic()
@@ -94,8 +94,11 @@ class Checkpoint:
             warnings.warn(f"{self.path}: cannot be read ({err}); training from epoch 0", stacklevel=2)
             return None
         try:
-            meta = _header(blob)
-            if meta.get("sha256") != hashlib.sha256(_body(blob)).hexdigest():
+            header, body = _parts(blob)
+            meta = json.loads(header["__metadata__"]["kdlab"])
+            if not isinstance(meta, dict):
+                raise ValueError("no kdlab header")
+            if meta.get("sha256") != hashlib.sha256(body).hexdigest():
                 raise ValueError("its tensors do not match their hash")
             tensors = load_tensors(blob)
         except Exception as err:  # any damage in a file this process did not just write
@@ -117,22 +120,12 @@ class Checkpoint:
         self.path.unlink(missing_ok=True)
 
 
-def _body(blob: bytes) -> bytes:
-    """The tensors' bytes of a safetensors file, after its header."""
-    (length,) = struct.unpack("<Q", blob[:8])
-    return blob[8 + length :]
-
-
-def _header(blob: bytes) -> dict[str, Any]:
-    """kdlab's numbers from a safetensors file's header (8 bytes of length, then JSON)."""
+def _parts(blob: bytes) -> tuple[dict[str, Any], bytes]:
+    """A safetensors file's header (8 bytes of length, then JSON) and the tensors' bytes after it."""
     (length,) = struct.unpack("<Q", blob[:8])
     if length > len(blob) - 8:
         raise ValueError("truncated header")
-    meta = json.loads(blob[8 : 8 + length])["__metadata__"]["kdlab"]
-    header = json.loads(meta)
-    if not isinstance(header, dict):
-        raise ValueError("no kdlab header")
-    return header
+    return json.loads(blob[8 : 8 + length]), blob[8 + length :]
 
 
 def matched(targets: list[torch.Tensor], saved: dict[str, torch.Tensor], prefix: str) -> list[torch.Tensor]:
