@@ -5,6 +5,7 @@ with a warning, and the group trains from epoch 0."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -221,3 +222,52 @@ def test_fresh_starts_from_epoch_0(killed_after_two_saves):
     lab, job = _lab(killed_after_two_saves, fresh=True)
     model = lab.train([job], torch.arange(240)).models[0]
     assert "resumed_from_epoch" not in model.record and len(model.record["history"]) == 4
+
+
+def _stored(store: ModelStore, key: str) -> None:
+    store.save(f"model {key}", key, {"w": torch.zeros(2)}, {"key": key})
+
+
+def _aged(path: Path, seconds: float) -> None:
+    then = path.stat().st_mtime - seconds
+    os.utime(path, (then, then))
+
+
+def test_a_save_is_pruned_once_every_model_of_its_group_is_stored(tmp_path):
+    store = ModelStore(tmp_path)
+    path = store.partial(["a", "b"])
+    Checkpoint(path, ["a", "b"]).save({"w": torch.ones(3)}, {"epoch": 1, "step": 4})
+    _stored(store, "a")
+    assert store.prune_partials() == [] and path.exists()  # b can still resume from it
+    _stored(store, "b")
+    assert store.prune_partials() == [path] and not path.exists()
+
+
+def test_unreadable_saves_and_broken_writes_are_pruned_only_when_idle(tmp_path):
+    store = ModelStore(tmp_path)
+    kept = store.partial(["c"])
+    Checkpoint(kept, ["c"]).save({"w": torch.ones(3)}, {"epoch": 1, "step": 4})
+    junk = tmp_path / PARTIAL / "0123456789abcdef.safetensors"
+    junk.write_bytes(b"\x05\x00")
+    broken = tmp_path / PARTIAL / f".{kept.name}.x1y2.tmp"
+    broken.write_bytes(b"half a save")
+    assert store.prune_partials() == []  # another process may be writing them
+    for path in (kept, junk, broken):
+        _aged(path, 2 * 3600)
+    assert sorted(store.prune_partials()) == sorted([junk, broken])
+    assert kept.exists()  # readable, its model not stored: a rerun resumes from it
+
+
+def test_a_group_trained_again_in_other_groups_leaves_no_save_behind(tmp_path, monitor_saves):
+    store = ModelStore(tmp_path)
+    lab, job = _lab(store)
+    other = dataclasses.replace(job, name="Other", spec=dataclasses.replace(job.spec, init_seed=9))
+    monitor_saves["kill_after"] = 2
+    with pytest.raises(KeyboardInterrupt):
+        lab.train([job, other], torch.arange(240))
+    monitor_saves["kill_after"] = None
+    assert len(list((tmp_path / PARTIAL).iterdir())) == 1
+    lab.train([job], torch.arange(240))  # in groups of one, as a smaller --memory-mb would
+    assert len(list((tmp_path / PARTIAL).iterdir())) == 1  # `other` can still resume from it
+    lab.train([other], torch.arange(240))
+    assert not list((tmp_path / PARTIAL).iterdir())

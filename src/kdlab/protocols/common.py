@@ -340,6 +340,7 @@ class Lab:
                 )
             )
         checkpoint.remove()
+        self.store.prune_partials()
         if not self.opts.quiet:
             resumed = f" (resumed at epoch {checkpoint.resumed_epoch})" if checkpoint.resumed_epoch else ""
             print(f"trained {label} in {wall:.1f} s{resumed}")

@@ -120,6 +120,20 @@ class Checkpoint:
         self.path.unlink(missing_ok=True)
 
 
+def saved_group(path: Path) -> list[str] | None:
+    """The store keys of the models whose state the save at `path` holds, from its header
+    alone; None when it cannot be read as a save."""
+    try:
+        with path.open("rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            meta = json.loads(json.loads(f.read(min(length, 2**24)))["__metadata__"]["kdlab"])
+        group = meta["group"]
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return None
+    ok = isinstance(group, list) and all(isinstance(k, str) for k in group)
+    return group if ok else None
+
+
 def _parts(blob: bytes) -> tuple[dict[str, Any], bytes]:
     """A safetensors file's header (8 bytes of length, then JSON) and the tensors' bytes after it."""
     (length,) = struct.unpack("<Q", blob[:8])

@@ -14,6 +14,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from kdlab.io import atomic_write_json, stable_hash
+from kdlab.training.checkpoint import saved_group
 
 WEIGHTS = "weights.safetensors"
 RECORD = "record.json"
@@ -65,6 +67,27 @@ class ModelStore:
         """Where the training state of the group of models `keys` is saved while it trains
         (hidden beside the finished models; removed once they are saved)."""
         return self.root / PARTIAL / f"{stable_hash(keys)[:16]}.safetensors"
+
+    def prune_partials(self, idle_s: float = 3600.0) -> list[Path]:
+        """Remove what under `.partial/` no run can use: the saves of groups whose every model
+        is now stored (e.g. trained again in groups of another size), and, once nothing has
+        written them for `idle_s`, unreadable saves and the temporary files of interrupted
+        writes. Returns what was removed."""
+        removed = []
+        for path in sorted((self.root / PARTIAL).glob("*")):
+            try:
+                idle = time.time() - path.stat().st_mtime
+            except OSError:
+                continue
+            group = saved_group(path) if path.suffix == ".safetensors" else None
+            if group is not None:
+                useless = all(any(self.root.glob(f"*-{key}/{RECORD}")) for key in group)
+            else:
+                useless = idle >= idle_s
+            if useless and path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
 
     def load(self, name: str, key: str) -> StoredModel | None:
         """The stored model, or None when absent or damaged (then it is trained again)."""
