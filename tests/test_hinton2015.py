@@ -197,3 +197,14 @@ def test_views_beyond_the_memory_budget_are_refused_before_training(shared_data,
     err = capsys.readouterr().err
     assert "--jitter-transfer with --jitter 12" in err and "--memory-mb 32" in err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("record.json"))
+
+
+@pytest.mark.parametrize("pixels", ["28", "40"])
+def test_a_jitter_that_moves_the_images_out_of_their_frame_is_refused(pixels, shared_data, tmp_path, capsys):
+    from kdlab.cli import main
+
+    args = ["run", "hinton2015", "--data-dir", str(shared_data), "--out", str(tmp_path / "o"), *QUICK]
+    assert main([*args, "--jitter", pixels]) != 0
+    said = capsys.readouterr().err
+    assert f"--jitter {pixels} moves the 28x28 images out of their frame: give at most 27" in said
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("record.json"))

@@ -261,6 +261,7 @@ class Lab:
         (default: the test set, which is never used for any choice) and, with `keep_best`, of the
         epoch whose weights each model also keeps for early stopping."""
         assert self.provenance is not None, "claim the run before training"
+        self.check_jitter(max(job.spec.jitter for job in jobs))
         began, began_cpu = time.perf_counter(), time.process_time()
         monitor = monitor or Monitor(self.x_test, self.y_test)
         done: dict[int, TrainedModel] = {}
@@ -286,6 +287,17 @@ class Lab:
                 done.update(zip(chunk, trained))
         models = [done[i] for i in range(len(jobs))]
         return Stage(models, time.perf_counter() - began, time.process_time() - began_cpu)
+
+    def check_jitter(self, pixels: int) -> None:
+        """Refuse, before any training, a jitter that moves the images by their whole height or
+        width: every pixel would then be border fill, and nothing of the image would be left."""
+        if pixels == 0:
+            return
+        _, h, w = self.data.image_shape
+        if pixels >= min(h, w):
+            raise KdlabError(
+                f"--jitter {pixels} moves the {h}x{w} images out of their frame: give at most {min(h, w) - 1}"
+            )
 
     def _train_and_save(
         self,
