@@ -4,6 +4,7 @@ import pytest
 import torch
 from helpers import classes_data, mlp_by_hand, train_spec
 
+from kdlab.errors import KdlabError
 from kdlab.models import StackedMLP
 from kdlab.training.engine import Monitor, SoftTargets, TrainingData, predict, score, train_group
 from kdlab.training.optim import StackedAdam, StackedSGD
@@ -186,3 +187,21 @@ def test_a_teachers_views_are_its_logits_on_each_moved_batch():
     assert torch.allclose(from_views.of(rows, moved, shifts, t), expected, atol=1e-6)
     flipped = SoftTargets(None, None, views.flip(1), torch.arange(9, -1, -1), 1)  # rows stored reversed
     assert torch.allclose(flipped.of(rows, moved, shifts, t), expected, atol=1e-6)
+
+
+def test_a_diverging_model_stops_training_at_its_first_non_finite_epoch():
+    x, y = _data()
+    epochs = []
+    specs = [train_spec(epochs=5), train_spec(epochs=5, lr=1e30, init_seed=2)]
+    with pytest.raises(
+        KdlabError,
+        match=r"diverged: the loss was (nan|inf) in epoch 1 \(model 2 of 2, learning rate 1e\+30\)",
+    ):
+        train_group(
+            specs,
+            TrainingData(x, y, 4),
+            torch.arange(len(x)),
+            Monitor(x, y),
+            on_epoch=lambda e, *_: epochs.append(e),
+        )
+    assert epochs == []  # stopped before evaluating or reporting the epoch

@@ -208,3 +208,18 @@ def test_a_jitter_that_moves_the_images_out_of_their_frame_is_refused(pixels, sh
     said = capsys.readouterr().err
     assert f"--jitter {pixels} moves the 28x28 images out of their frame: give at most 27" in said
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("record.json"))
+
+
+def test_a_diverging_teacher_stops_with_one_line_and_stores_nothing(shared_data, tmp_path, capsys):
+    from kdlab.cli import main
+
+    args = ["run", "hinton2015", "--data-dir", str(shared_data), "--out", str(tmp_path / "o"), *QUICK]
+    assert main([*args, "--teacher-lr", "1e9", "--max-norm", "0"]) != 0
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and "Teacher: training diverged: the loss was" in said[0]
+    assert "in epoch 1 (learning rate 1e+09)" in said[0] and "nothing of it was stored" in said[0]
+    assert not [
+        p
+        for p in (tmp_path / "o").rglob("*")
+        if p.name.endswith((".json", ".safetensors")) and "models" in p.parts
+    ]

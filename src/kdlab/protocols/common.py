@@ -320,7 +320,11 @@ class Lab:
         checkpoint = Checkpoint(self.store.partial(keys), keys, extra=best, resume=not self.opts.fresh)
         with tqdm(total=total, desc=label, disable=self.opts.quiet, unit="step", leave=False) as bar:
             specs = [j.spec for j in group]
-            model, histories = self.fit(specs, transfer, monitor, teacher, bar.update, best, checkpoint)
+            try:
+                model, histories = self.fit(specs, transfer, monitor, teacher, bar.update, best, checkpoint)
+            except KdlabError as err:
+                checkpoint.remove()  # a rerun of the same settings would diverge again
+                raise KdlabError(f"{label}: {err}; nothing of it was stored") from None
             wall = checkpoint.elapsed_s()
         trained = []
         for k, job in enumerate(group):

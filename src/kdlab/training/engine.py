@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from kdlab.errors import KdlabError
 from kdlab.models import StackedModule, build_model
 from kdlab.training.augment import translate, view_index
 from kdlab.training.checkpoint import Checkpoint, matched
@@ -266,6 +267,7 @@ def train_group(
             if on_step is not None:
                 on_step()
         train_time = time.perf_counter() - start_time
+        _stop_if_diverged(loss_sum, epoch, lrs)
         model.eval()
         val = score(predict(model, monitor.x), monitor.y, data.num_classes)
         for k in range(num_models):
@@ -289,6 +291,18 @@ def train_group(
             }
             checkpoint.save(tensors, {"epoch": epoch + 1, "step": step, "histories": histories})
     return model, histories
+
+
+def _stop_if_diverged(loss_sum: torch.Tensor, epoch: int, lrs: list[float]) -> None:
+    """Stop at the first epoch whose training loss is not finite: the weights are then NaN or
+    infinite, and every later epoch would be lost time."""
+    bad = [k for k, v in enumerate(loss_sum.tolist()) if not math.isfinite(v)]
+    if bad:
+        which = f"model {bad[0] + 1} of {len(lrs)}, " if len(lrs) > 1 else ""
+        raise KdlabError(
+            f"training diverged: the loss was {loss_sum[bad[0]].item()} in epoch {epoch + 1} "
+            f"({which}learning rate {lrs[bad[0]]:g}); a smaller learning rate may train it"
+        )
 
 
 def _resume(
