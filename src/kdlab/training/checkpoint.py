@@ -124,10 +124,7 @@ def saved_group(path: Path) -> list[str] | None:
     """The store keys of the models whose state the save at `path` holds, from its header
     alone; None when it cannot be read as a save."""
     try:
-        with path.open("rb") as f:
-            (length,) = struct.unpack("<Q", f.read(8))
-            meta = json.loads(json.loads(f.read(min(length, 2**24)))["__metadata__"]["kdlab"])
-        group = meta["group"]
+        group = json.loads(_parts(path.read_bytes())[0]["__metadata__"]["kdlab"])["group"]
     except (OSError, ValueError, KeyError, TypeError, struct.error):
         return None
     ok = isinstance(group, list) and all(isinstance(k, str) for k in group)
