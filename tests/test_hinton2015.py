@@ -157,11 +157,16 @@ def test_the_teacher_table_follows_each_record_along_its_epochs():
         spec = {"optimizer": optimizer, "lr": 0.05, "epochs": len(accs)}
         return {"spec": spec, "identity": {"monitor": "test set"}, "history": history}
 
-    table = teacher_table({"a": record("sgd", [0.9] * 9 + [0.99] * 11), "b": record("adam", [0.98] * 10)})
+    b = record("adam", [0.98] * 10)
+    b["engine"], b["identity"]["rows"] = 2, {"device": "cpu-avx512"}
+    table = teacher_table({"a": record("sgd", [0.9] * 9 + [0.99] * 11), "b": b})
     head, _, a, b = table.splitlines()
     assert "epoch 10" in head and "epoch 20" in head and "epoch 30" not in head
-    assert [c.strip() for c in a.split("|")[6:8]] == ["1.00", "1.00"]  # error %, from its accuracy
-    assert [c.strip() for c in b.split("|")[6:8]] == ["2.00", "–"]  # no epoch 20: a dash
+    cells = [[c.strip() for c in line.split("|")] for line in (a, b)]
+    assert cells[0][8:10] == ["1.00", "1.00"]  # error %, from its accuracy
+    assert cells[1][8:10] == ["2.00", "–"]  # no epoch 20: a dash
+    assert cells[0][5:7] == ["1", "–"]  # no engine field: engine 1; no device kind: a dash
+    assert cells[1][5:7] == ["2", "cpu-avx512"]
 
 
 @pytest.mark.slow

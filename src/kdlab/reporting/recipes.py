@@ -136,7 +136,8 @@ def recipe_table(runs: dict[str, dict]) -> str:
 
 
 def teacher_table(records: dict[str, dict]) -> str:
-    """One line per teacher record: its optimiser, lr and epochs, then its error on the monitored
+    """One line per teacher record: its optimiser, lr and epochs, the engine and device kind that
+    trained it (one seed trains other weights under another), then its error on the monitored
     set (%) every 10 epochs and at its last (the history monitors the test set unless a
     validation split was held out; nothing is chosen from it)."""
     last = max(len(r["history"]) for r in records.values())
@@ -144,10 +145,21 @@ def teacher_table(records: dict[str, dict]) -> str:
     lines = []
     for name, record in records.items():
         spec, errors = record["spec"], {h["epoch"]: 100 * (1 - h["val_acc"]) for h in record["history"]}
-        monitor = record["identity"]["monitor"]
+        identity = record["identity"]
+        device = identity.get("device") or identity.get("rows", {}).get("device", "–")
+        engine = str(record.get("engine", 1))  # records older than the field are engine 1's
         cells = [f"{errors[e]:.2f}" if e in errors else "–" for e in marks]
-        lines.append([name, spec["optimizer"], f"{spec['lr']:g}", str(spec["epochs"]), monitor, *cells])
-    head = ["Teacher", "optimiser", "lr", "epochs", "monitored on", *(f"epoch {e}" for e in marks)]
+        about = [
+            spec["optimizer"],
+            f"{spec['lr']:g}",
+            str(spec["epochs"]),
+            engine,
+            device,
+            identity["monitor"],
+        ]
+        lines.append([name, *about, *cells])
+    head = ["Teacher", "optimiser", "lr", "epochs", "engine", "device", "monitored on"]
+    head += [f"epoch {e}" for e in marks]
     return markdown(head, lines)
 
 
