@@ -121,8 +121,8 @@ class Checkpoint:
 
 
 def saved_group(path: Path) -> list[str] | None:
-    """The store keys of the models whose state the save at `path` holds, from its header
-    alone; None when it cannot be read as a save."""
+    """The store keys of the models whose state the save at `path` holds, read from its header
+    (its tensors are not checked); None when it cannot be read as a save."""
     try:
         group = json.loads(_parts(path.read_bytes())[0]["__metadata__"]["kdlab"])["group"]
     except (OSError, ValueError, KeyError, TypeError, struct.error):
