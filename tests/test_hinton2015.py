@@ -133,6 +133,46 @@ def test_student_seeds_reuse_the_first_and_report_mean_and_range(quick_run, shar
 
 
 @pytest.mark.slow
+def test_sweep_seeds_reuse_the_first_and_average_each_point(quick_run, shared_data, tmp_path):
+    """--sweep-seeds 2: the first seed's T-sweep students are the one-seed run's (reused), each
+    point is the mean of its two seeds, and the best T is read from those means."""
+    out, first = quick_run
+    models = ("--models-dir", str(out / "models"))
+    two = results_of("hinton2015", shared_data, tmp_path / "t2", *models, *QUICK, "--sweep-seeds", "2")
+    assert not two["stages"]["sweep"]["reused"]
+    assert all(two["stages"][s]["reused"] for s in ("teacher", "students", "no3", "only78", "t2"))
+    for width, entry in two["sweep"].items():
+        one = first["sweep"][width]
+        assert entry["seeds"] == [0, 1] and entry["hard_per_seed"][0] == one["hard"]
+        assert [v[0] for v in entry["per_seed"]] == one["errors"]
+        assert entry["errors"] == [pytest.approx((a + b) / 2) for a, b in entry["per_seed"]]
+        best = entry["temperature"][entry["errors"].index(min(entry["errors"]))]
+        assert rows_of(two)[f"{width}-unit students: best T, mean of 2 seeds"] == best
+    assert "mean (min–max) over the students of seeds 0, 1" in (tmp_path / "t2" / "report.md").read_text()
+
+
+def rows_of(results: dict) -> dict:
+    return {r["experiment"]: r["kdlab"] for r in results["rows"]}
+
+
+def test_the_sweep_table_averages_seeds_and_rows_read_the_mean():
+    from kdlab.protocols.hinton2015 import _sweep_rows, _sweep_table
+
+    index = [(30, None, 0), (30, 2.0, 0), (30, 8.0, 0), (30, None, 1), (30, 2.0, 1), (30, 8.0, 1)]
+    table = _sweep_table(index, [300, 250, 240, 310, 270, 280])
+    entry = table["30"]
+    assert entry["hard"] == 305 and entry["errors"] == [260, 260]
+    assert entry["per_seed"] == [[250, 270], [240, 280]]
+    table = _sweep_table(index, [300, 250, 240, 310, 260, 280])  # 2: 255, 8: 260 on the mean
+    rows = {r[0]: r[2] for r in _sweep_rows(table)}
+    assert rows["30-unit students: best T, mean of 2 seeds"] == [2.0]  # seed 0 alone would say 8
+    assert rows["30-unit students: errors over T ≥ 8 (min–max, mean of 2 seeds)"] == ["260–260"]
+    one = _sweep_table(index[:3], [300, 250, 240])
+    assert one["30"]["errors"] == [250, 240] and isinstance(one["30"]["hard"], int)
+    assert {r[0]: r[2] for r in _sweep_rows(one)}["30-unit students: best T"] == [8.0]
+
+
+@pytest.mark.slow
 def test_recipe_table_lists_a_runs_rows_and_changed_settings(quick_run, tmp_path, capsys):
     from kdlab.reporting.recipes import main as recipes
 

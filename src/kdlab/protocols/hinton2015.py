@@ -253,7 +253,7 @@ def measure(lab: Lab, config: Hinton2015Config) -> Hinton2015Measured:
         }
     sweep_errors = []
     for width in config.sweep_widths:  # one stack per width
-        models = [m for m, (w, _) in zip(stages["sweep"].models, sweep_index) if w == width]
+        models = [m for m, (w, *_) in zip(stages["sweep"].models, sweep_index) if w == width]
         sweep_errors += [score.errors for score in lab.evaluate(models)]
     sweep = _sweep_table(sweep_index, sweep_errors)
     names = {"T": f"{config.temperature:g}", "t3": int((lab.y_test == OMITTED).sum())}
@@ -383,19 +383,22 @@ class Recipe:
             for s in c.student_seeds()
         ]
 
-    def sweep(self, teacher: Teacher) -> tuple[list[ModelJob], list[tuple[int, float | None]]]:
-        """Small students at every temperature, with a hard-label baseline per width."""
+    def sweep(self, teacher: Teacher) -> tuple[list[ModelJob], list[tuple[int, float | None, int]]]:
+        """Small students at every temperature, with a hard-label baseline per width, for each
+        sweep seed (the first seed's keep the plain names, so more seeds reuse them)."""
         c, jobs, index = self.config, [], []
         epochs = c.resolved("sweep_epochs")
         for width in c.sweep_widths:
             h = (width, width)
-            spec = self.spec(h, "sweep", c.seed, alpha=0.0, temperature=1.0, epochs=epochs)
-            jobs.append(self.job(f"Hard {width}", spec, "all", None, c.seed))
-            index.append((width, None))
-            for t in c.sweep_temperatures:
-                spec = self.spec(h, "sweep", c.seed, alpha=c.alpha, temperature=t, epochs=epochs)
-                jobs.append(self.job(f"KD {width} T={t:g}", spec, "all", teacher, c.seed))
-                index.append((width, t))
+            for s in c.sweep_seed_list():
+                spec = self.spec(h, "sweep", s, alpha=0.0, temperature=1.0, epochs=epochs)
+                jobs.append(self.job(student_name(f"Hard {width}", s, c.seed), spec, "all", None, s))
+                index.append((width, None, s))
+                for t in c.sweep_temperatures:
+                    spec = self.spec(h, "sweep", s, alpha=c.alpha, temperature=t, epochs=epochs)
+                    name = student_name(f"KD {width} T={t:g}", s, c.seed)
+                    jobs.append(self.job(name, spec, "all", teacher, s))
+                    index.append((width, t, s))
         return jobs, index
 
 
@@ -405,35 +408,55 @@ def _shift_text(shifts: list[float]) -> str:
     return f"{low:+.2f}" if f"{low:+.2f}" == f"{high:+.2f}" else f"{low:+.2f} to {high:+.2f}"
 
 
-def _sweep_table(index: list[tuple[int, float | None]], errors: list[int]) -> dict:
-    """Test errors per width: of the hard-label baseline and at every temperature."""
-    table: dict[str, dict] = {}
-    for (width, t), e in zip(index, errors):
-        entry = table.setdefault(str(width), {"hard": None, "temperature": [], "errors": []})
-        if t is None:
-            entry["hard"] = e
-        else:
-            entry["temperature"].append(t)
-            entry["errors"].append(e)
+def _mean(values: list[int]) -> float:
+    """One seed's value itself (an integer count), else the seeds' mean."""
+    return values[0] if len(values) == 1 else sum(values) / len(values)
+
+
+def _sweep_table(index: list[tuple[int, float | None, int]], errors: list[int]) -> dict:
+    """Test errors per width, of the hard-label baseline and at every temperature: the mean
+    over the sweep seeds, and each seed's (`per_seed`, in the order of `seeds`)."""
+    found: dict[str, dict] = {}
+    for (width, t, seed), e in zip(index, errors):
+        found.setdefault(str(width), {}).setdefault(t, {})[seed] = e
+    table = {}
+    for width, by_t in found.items():
+        seeds = sorted(by_t[None])
+        temps = [t for t in by_t if t is not None]
+        per_seed = [[by_t[t][s] for s in seeds] for t in temps]
+        table[width] = {
+            "hard": _mean([by_t[None][s] for s in seeds]),
+            "temperature": temps,
+            "errors": [_mean(v) for v in per_seed],
+            "seeds": seeds,
+            "hard_per_seed": [by_t[None][s] for s in seeds],
+            "per_seed": per_seed,
+        }
     return table
 
 
 def _sweep_rows(sweep: dict) -> list[tuple]:
-    """The paper's qualitative T-sweep claims, each as a measured row."""
+    """The paper's qualitative T-sweep claims, each as a measured row, on the mean over the
+    sweep seeds: the best temperature, and the spread of the errors at T >= 8."""
     rows = []
     for width, entry in sweep.items():
         temps, errors = entry["temperature"], entry["errors"]
         best = temps[min(range(len(temps)), key=errors.__getitem__)]
         high = [e for t, e in zip(temps, errors) if t >= 8]
         paper = "2.5–4" if int(width) < 300 else "any above 8"
-        rows.append((f"{width}-unit students: best T", paper, [best], "T", "sweep"))
+        seeds = len(entry["seeds"])
+        over = "" if seeds == 1 else f", mean of {seeds} seeds"
+        rows.append((f"{width}-unit students: best T{over}", paper, [best], "T", "sweep"))
         if high:
             similar = "similar" if int(width) >= 300 else None
-            span = f"{min(high)}–{max(high)}"
-            rows.append(
-                (f"{width}-unit students: errors over T ≥ 8 (min–max)", similar, [span], "errors", "sweep")
-            )
+            span = f"{_count(min(high))}–{_count(max(high))}"
+            label = f"{width}-unit students: errors over T ≥ 8 (min–max{over})"
+            rows.append((label, similar, [span], "errors", "sweep"))
     return rows
+
+
+def _count(errors: float) -> str:
+    return f"{errors:g}" if float(errors).is_integer() else f"{errors:.1f}"
 
 
 def _report_stage(name: str, stage: Stage, opts: RunOptions) -> None:

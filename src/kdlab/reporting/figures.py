@@ -139,10 +139,16 @@ def omitted_class_bars(rows: list[dict], strategy: str) -> Figure:
 
 def temperature_sweep(sweep: dict[str, dict]) -> Figure:
     """Test errors against the distillation temperature, one panel per student width, with the
-    same width trained on hard labels as a dashed line."""
+    same width trained on hard labels as a dashed line; over several seeds, the mean with a band
+    from the seeds' min to max."""
     fig, axes = subplots((5.2 * len(sweep), 4), 1, len(sweep), squeeze=False)
     for ax, (width, entry) in zip(axes[0], sweep.items()):
-        ax.plot(entry["temperature"], entry["errors"], "o-", color="C0", label="distilled")
+        seeds = len(entry.get("seeds", [0]))
+        label = "distilled" if seeds == 1 else f"distilled, mean of {seeds} seeds (band: min–max)"
+        ax.plot(entry["temperature"], entry["errors"], "o-", color="C0", label=label)
+        if seeds > 1:
+            low, high = ([f(v) for v in entry["per_seed"]] for f in (min, max))
+            ax.fill_between(entry["temperature"], low, high, color="C0", alpha=0.2)
         if entry["hard"] is not None:
             ax.axhline(entry["hard"], color="C3", linestyle="--", label="hard labels")
         ax.set_xscale("log")

@@ -40,6 +40,13 @@ def seed_range(row: dict) -> str:
     return f"{fmt_value(row['min'], row['unit'])}–{fmt_value(row['max'], row['unit'])}"
 
 
+def sweep_cell(values: list[int]) -> str:
+    """A T-sweep point: one seed's errors, or the seeds' mean with their min–max."""
+    if len(values) == 1:
+        return str(values[0])
+    return f"{sum(values) / len(values):.1f} ({min(values)}–{max(values)})"
+
+
 def table_markdown(rows: list[dict]) -> str:
     """The side-by-side table; with several student seeds, kdlab's value is their mean and a
     column gives their min–max."""
@@ -138,9 +145,15 @@ def render(analysis: Analysis) -> Rendering:
         for classes, values in shifts.items()
     ]
     sweep_rows = [
-        [f"{width}-{width}", str(entry["hard"]), *(str(e) for e in entry["errors"])]
+        [f"{width}-{width}", sweep_cell(entry["hard_per_seed"]), *(sweep_cell(v) for v in entry["per_seed"])]
         for width, entry in sweep.items()
     ]
+    sweep_seeds = next(iter(sweep.values()))["seeds"]
+    over = (
+        ""
+        if len(sweep_seeds) == 1
+        else f" — mean (min–max) over the students of seeds {', '.join(map(str, sweep_seeds))}"
+    )
     temps = next(iter(sweep.values()))["temperature"]
     training = sum(s["training_seconds"] for s in stages.values())
     report = "\n".join(
@@ -168,7 +181,7 @@ def render(analysis: Analysis) -> Rendering:
             "",
             *shift_lines,
             "",
-            "## Temperature sweep (test errors)",
+            f"## Temperature sweep (test errors{over})",
             "",
             markdown(["Student", "hard labels", *(f"T={t:g}" for t in temps)], sweep_rows),
             "![T-sweep](figures/temperature_sweep.png)",
@@ -198,9 +211,10 @@ def render(analysis: Analysis) -> Rendering:
     )
     sweep_frame = records_frame(
         [
-            {"student": f"{width}-{width}", "T": t, "errors": e, "hard-label errors": entry["hard"]}
+            {"student": f"{width}-{width}", "seed": seed, "T": t, "errors": e, "hard-label errors": hard}
             for width, entry in sweep.items()
-            for t, e in zip(entry["temperature"], entry["errors"])
+            for t, errors in zip(entry["temperature"], entry["per_seed"])
+            for seed, e, hard in zip(entry["seeds"], errors, entry["hard_per_seed"])
         ]
     )
     return Rendering(

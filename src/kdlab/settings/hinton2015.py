@@ -71,6 +71,9 @@ class Hinton2015Config:
     sweep_widths: tuple[int, ...] = option(
         (300, 30), "hidden widths (both layers) of the T-sweep students", ge=1, min_len=1, unique=True
     )
+    sweep_seeds: int = option(
+        1, "seeds of the T-sweep students (from --seed on): each point is their mean, with min and max", ge=1
+    )
     teacher_epochs: int = option(0, "teacher epochs (0: the budget's)", ge=0)
     student_epochs: int = option(0, "epochs of the 800-800 students (0: the budget's)", ge=0)
     sweep_epochs: int = option(0, "epochs of the T-sweep students (0: the budget's)", ge=0)
@@ -96,6 +99,10 @@ class Hinton2015Config:
     def student_seeds(self) -> list[int]:
         """The 800-800 students' seeds: --seeds of them from --seed on."""
         return [self.seed + k for k in range(self.seeds)]
+
+    def sweep_seed_list(self) -> list[int]:
+        """The T-sweep students' seeds: --sweep-seeds of them from --seed on."""
+        return [self.seed + k for k in range(self.sweep_seeds)]
 
     def resolved(self, name: str) -> int:
         """An epoch count or the subset: the value given, else the budget's."""
