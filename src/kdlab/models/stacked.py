@@ -67,8 +67,11 @@ class StackedModule(nn.Module):
         bits = torch.empty(x.shape[0], -(-per_model // 4), dtype=torch.int64, device=x.device)
         for k, gen in enumerate(generators):
             bits[k].random_(-(2**63), None, generator=gen)
-        keep = bits.view(torch.int16)[:, :per_model].reshape(x.shape) >= threshold - 32768
-        return keep.to(x.dtype).mul_(65536 / (65536 - threshold))
+        # keep where bits >= threshold - 32768: in floats, (bits - that + 1) clamped to [0, 1] is
+        # exactly 1 or 0 (integers, exact in fp32), several times faster on a CPU than a bool
+        # compare and its conversion
+        keep = bits.view(torch.int16)[:, :per_model].reshape(x.shape).to(x.dtype)
+        return keep.sub_(threshold - 32769).clamp_(0, 1).mul_(65536 / (65536 - threshold))
 
     def _drop_inputs(self, x: torch.Tensor, generators: list[torch.Generator] | None) -> torch.Tensor:
         """Inputs with dropout `input_dropout` on the pixels while training."""

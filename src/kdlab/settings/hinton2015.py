@@ -71,6 +71,9 @@ class Hinton2015Config:
     sweep_widths: tuple[int, ...] = option(
         (300, 30), "hidden widths (both layers) of the T-sweep students", ge=1, min_len=1, unique=True
     )
+    sweep_alpha: float = option(
+        0.0, "soft-target weight of the T-sweep's distilled students (0: --alpha)", ge=0, le=1
+    )
     sweep_seeds: int = option(
         1, "seeds of the T-sweep students (from --seed on): each point is their mean, with min and max", ge=1
     )
