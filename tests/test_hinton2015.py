@@ -151,6 +151,21 @@ def test_sweep_seeds_reuse_the_first_and_average_each_point(quick_run, shared_da
     assert "mean (min–max) over the students of seeds 0, 1" in (tmp_path / "t2" / "report.md").read_text()
 
 
+@pytest.mark.slow
+def test_the_sweep_students_take_their_own_alpha_and_jitter(quick_run, shared_data, tmp_path):
+    """--sweep-alpha and --no-sweep-jitter reach the T-sweep's distilled students (their
+    records), and nothing else: every other stage is the one-seed run's, reused."""
+    out, _ = quick_run
+    models = ("--models-dir", str(out / "models"))
+    options = ("--sweep-alpha", "0.5", "--no-sweep-jitter")
+    again = results_of("hinton2015", shared_data, tmp_path / "a", *models, *QUICK, *options)
+    assert all(again["stages"][s]["reused"] for s in ("teacher", "students", "no3", "only78", "t2"))
+    records = [tmp_path / "a" / info["folder"] / "record.json" for info in again["models"]["sweep"]]
+    specs = [json.loads(path.read_text())["spec"] for path in records]
+    distilled = [s for s in specs if s["alpha"] > 0]
+    assert len(distilled) == 6 and all(s["alpha"] == 0.5 and s["jitter"] == 0 for s in distilled)
+
+
 def rows_of(results: dict) -> dict:
     return {r["experiment"]: r["kdlab"] for r in results["rows"]}
 

@@ -388,6 +388,7 @@ class Recipe:
         sweep seed (the first seed's keep the plain names, so more seeds reuse them)."""
         c, jobs, index = self.config, [], []
         epochs, alpha = c.resolved("sweep_epochs"), c.sweep_alpha or c.alpha
+        moved = {} if c.sweep_jitter else {"jitter": 0}
         for width in c.sweep_widths:
             h = (width, width)
             for s in c.sweep_seed_list():
@@ -395,7 +396,7 @@ class Recipe:
                 jobs.append(self.job(student_name(f"Hard {width}", s, c.seed), spec, "all", None, s))
                 index.append((width, None, s))
                 for t in c.sweep_temperatures:
-                    spec = self.spec(h, "sweep", s, alpha=alpha, temperature=t, epochs=epochs)
+                    spec = self.spec(h, "sweep", s, alpha=alpha, temperature=t, epochs=epochs, **moved)
                     name = student_name(f"KD {width} T={t:g}", s, c.seed)
                     jobs.append(self.job(name, spec, "all", teacher, s))
                     index.append((width, t, s))

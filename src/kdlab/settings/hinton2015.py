@@ -71,6 +71,9 @@ class Hinton2015Config:
     sweep_widths: tuple[int, ...] = option(
         (300, 30), "hidden widths (both layers) of the T-sweep students", ge=1, min_len=1, unique=True
     )
+    sweep_jitter: bool = option(
+        True, "the T-sweep's distilled students see moved images too, when --jitter-transfer is on"
+    )
     sweep_alpha: float = option(
         0.0, "soft-target weight of the T-sweep's distilled students (0: --alpha)", ge=0, le=1
     )
