@@ -160,10 +160,16 @@ def test_the_sweep_students_take_their_own_alpha_and_jitter(quick_run, shared_da
     options = ("--sweep-alpha", "0.5", "--no-sweep-jitter")
     again = results_of("hinton2015", shared_data, tmp_path / "a", *models, *QUICK, *options)
     assert all(again["stages"][s]["reused"] for s in ("teacher", "students", "no3", "only78", "t2"))
-    records = [tmp_path / "a" / info["folder"] / "record.json" for info in again["models"]["sweep"]]
-    specs = [json.loads(path.read_text())["spec"] for path in records]
-    distilled = [s for s in specs if s["alpha"] > 0]
-    assert len(distilled) == 6 and all(s["alpha"] == 0.5 and s["jitter"] == 0 for s in distilled)
+
+    def spec(name: str) -> dict:
+        (info,) = again["models"][name]
+        return json.loads((tmp_path / "a" / info["folder"] / "record.json").read_text())["spec"]
+
+    for width in (300, 30):
+        assert spec(f"Hard {width}")["alpha"] == 0 and spec(f"Hard {width}")["jitter"] == 0
+        for t in (1, 4, 20):
+            assert spec(f"KD {width} T={t}")["alpha"] == 0.5 and spec(f"KD {width} T={t}")["jitter"] == 0
+    assert spec("KD")["jitter"] == 2  # the 800-800 students still see moved images
 
 
 def rows_of(results: dict) -> dict:

@@ -176,3 +176,20 @@ def test_dropout_masks_are_uncorrelated_across_neighbouring_units_and_steps():
         assert abs(corr(masks[:, :-lag], masks[:, lag:])) < 5e-3, lag
     assert abs(corr(masks[:-1], masks[1:])) < 5e-3  # step to step
     assert abs(masks.mean().item() - 0.5) < 3e-3
+
+
+@pytest.mark.parametrize("threshold", [0, 1, 13107, 32768, 65535])
+def test_the_float_mask_is_the_bool_compare_bit_for_bit(threshold):
+    """The mask is computed in floats, (bits - threshold + 32769) clamped to [0, 1] and scaled:
+    to the last bit the compare bits >= threshold - 32768 it replaced, on the same random bits
+    (2^18 of them, nearly every 16-bit value) for K = 2 models."""
+    from kdlab.models.stacked import StackedModule
+
+    rate, x = threshold / 65536, torch.empty(2, 512, 256)
+    mask = StackedModule._dropout_mask(x, [torch.Generator().manual_seed(k) for k in range(2)], rate)
+    bits = torch.empty(2, 512 * 256 // 4, dtype=torch.int64)
+    for k in range(2):
+        bits[k].random_(-(2**63), None, generator=torch.Generator().manual_seed(k))
+    keep = bits.view(torch.int16).reshape(x.shape) >= threshold - 32768
+    old = keep.to(torch.float32).mul_(65536 / (65536 - threshold))
+    assert torch.equal(mask.view(torch.int32), old.view(torch.int32))

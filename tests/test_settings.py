@@ -297,6 +297,11 @@ def test_sweep_files(protocol, tmp_path, capsys):
         (MythicalDigitConfig, {"omit": ["3", 3]}, "--omit must not repeat a value"),
         (EveryDigitConfig, {"classes": [7, "2", "7"]}, "--classes must not repeat a value"),
         (Hinton2015Config, {"jitter_transfer": True, "jitter": 0}, "--jitter-transfer needs --jitter > 0"),
+        (
+            Hinton2015Config,
+            {"jitter_transfer": False, "sweep_jitter": False},
+            "--no-sweep-jitter needs --jitter-transfer",
+        ),
     ],
 )
 def test_meaningless_combinations(cls, values, message):

@@ -227,7 +227,8 @@ def measure(lab: Lab, config: Hinton2015Config) -> Hinton2015Measured:
         stages[step.name] = lab.train(jobs, transfers[step.transfer], teacher=targets)
         _report_stage(step.name, stages[step.name], lab.opts)
     sweep_jobs, sweep_index = recipe.sweep(teacher)
-    stages["sweep"] = lab.train(sweep_jobs, rows, teacher=targets)
+    # students of the stored images need only the teacher's logits on them, not its views
+    stages["sweep"] = lab.train(sweep_jobs, rows, teacher=targets if config.sweep_jitter else teacher)
     _report_stage("sweep", stages["sweep"], lab.opts)
 
     # the label-free shifts read no test label: only the test images and the training labels

@@ -151,6 +151,9 @@ def temperature_sweep(sweep: dict[str, dict]) -> Figure:
             ax.fill_between(entry["temperature"], low, high, color="C0", alpha=0.2)
         if entry["hard"] is not None:
             ax.axhline(entry["hard"], color="C3", linestyle="--", label="hard labels")
+            if seeds > 1:
+                hard = entry["hard_per_seed"]
+                ax.axhspan(min(hard), max(hard), color="C3", alpha=0.1)
         ax.set_xscale("log")
         ax.set_xticks(entry["temperature"], [f"{t:g}" for t in entry["temperature"]])
         ax.minorticks_off()

@@ -91,6 +91,8 @@ class Hinton2015Config:
             raise KdlabError("--alpha must be > 0 here: every student but Hard distils")
         if self.jitter_transfer and self.jitter == 0:
             raise KdlabError("--jitter-transfer needs --jitter > 0: with 0 pixels nothing moves")
+        if not self.sweep_jitter and not self.jitter_transfer:
+            raise KdlabError("--no-sweep-jitter needs --jitter-transfer: without it no student's images move")
 
     def resolve(self, data: Dataset) -> Hinton2015Config:
         """Checks that need the data, before anything is written."""
