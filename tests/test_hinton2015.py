@@ -153,11 +153,12 @@ def test_sweep_seeds_reuse_the_first_and_average_each_point(quick_run, shared_da
 
 @pytest.mark.slow
 def test_the_sweep_students_take_their_own_alpha_and_jitter(quick_run, shared_data, tmp_path):
-    """--sweep-alpha and --no-sweep-jitter reach the T-sweep's distilled students (their
-    records), and nothing else: every other stage is the one-seed run's, reused."""
+    """--sweep-alpha reaches the T-sweep's distilled students (their records), which see the
+    stored images (no jitter) unlike the 800-800 students, and nothing else changes: every
+    other stage is the one-seed run's, reused."""
     out, _ = quick_run
     models = ("--models-dir", str(out / "models"))
-    options = ("--sweep-alpha", "0.5", "--no-sweep-jitter")
+    options = ("--sweep-alpha", "0.5")
     again = results_of("hinton2015", shared_data, tmp_path / "a", *models, *QUICK, *options)
     assert all(again["stages"][s]["reused"] for s in ("teacher", "students", "no3", "only78", "t2"))
 
@@ -170,6 +171,9 @@ def test_the_sweep_students_take_their_own_alpha_and_jitter(quick_run, shared_da
         for t in (1, 4, 20):
             assert spec(f"KD {width} T={t}")["alpha"] == 0.5 and spec(f"KD {width} T={t}")["jitter"] == 0
     assert spec("KD")["jitter"] == 2  # the 800-800 students still see moved images
+    moved = results_of("hinton2015", shared_data, tmp_path / "b", *models, *QUICK, "--sweep-jitter")
+    (info,) = moved["models"]["KD 30 T=4"]
+    assert json.loads((tmp_path / "b" / info["folder"] / "record.json").read_text())["spec"]["jitter"] == 2
 
 
 def rows_of(results: dict) -> dict:

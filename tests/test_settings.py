@@ -299,8 +299,8 @@ def test_sweep_files(protocol, tmp_path, capsys):
         (Hinton2015Config, {"jitter_transfer": True, "jitter": 0}, "--jitter-transfer needs --jitter > 0"),
         (
             Hinton2015Config,
-            {"jitter_transfer": False, "sweep_jitter": False},
-            "--no-sweep-jitter needs --jitter-transfer",
+            {"jitter_transfer": False, "sweep_jitter": True},
+            "--sweep-jitter needs --jitter-transfer",
         ),
     ],
 )

@@ -72,7 +72,9 @@ class Hinton2015Config:
         (300, 30), "hidden widths (both layers) of the T-sweep students", ge=1, min_len=1, unique=True
     )
     sweep_jitter: bool = option(
-        True, "the T-sweep's distilled students see moved images too, when --jitter-transfer is on"
+        False,
+        "the T-sweep's distilled students see moved images too, as the 800-800 ones do with "
+        "--jitter-transfer (default: the stored images, as the paper's students)",
     )
     sweep_alpha: float = option(
         0.0, "soft-target weight of the T-sweep's distilled students (0: --alpha)", ge=0, le=1
@@ -91,8 +93,8 @@ class Hinton2015Config:
             raise KdlabError("--alpha must be > 0 here: every student but Hard distils")
         if self.jitter_transfer and self.jitter == 0:
             raise KdlabError("--jitter-transfer needs --jitter > 0: with 0 pixels nothing moves")
-        if not self.sweep_jitter and not self.jitter_transfer:
-            raise KdlabError("--no-sweep-jitter needs --jitter-transfer: without it no student's images move")
+        if self.sweep_jitter and not self.jitter_transfer:
+            raise KdlabError("--sweep-jitter needs --jitter-transfer: the T-sweep's students take its views")
 
     def resolve(self, data: Dataset) -> Hinton2015Config:
         """Checks that need the data, before anything is written."""
