@@ -410,11 +410,6 @@ def _shift_text(shifts: list[float]) -> str:
     return f"{low:+.2f}" if f"{low:+.2f}" == f"{high:+.2f}" else f"{low:+.2f} to {high:+.2f}"
 
 
-def _mean(values: list[int]) -> float:
-    """One seed's value itself (an integer count), else the seeds' mean."""
-    return values[0] if len(values) == 1 else sum(values) / len(values)
-
-
 def _sweep_table(index: list[tuple[int, float | None, int]], errors: list[int]) -> dict:
     """Test errors per width, of the hard-label baseline and at every temperature: the mean
     over the sweep seeds, and each seed's (`per_seed`, in the order of `seeds`)."""
@@ -427,9 +422,9 @@ def _sweep_table(index: list[tuple[int, float | None, int]], errors: list[int]) 
         temps = [t for t in by_t if t is not None]
         per_seed = [[by_t[t][s] for s in seeds] for t in temps]
         table[width] = {
-            "hard": _mean([by_t[None][s] for s in seeds]),
+            "hard": reporting.seed_mean([by_t[None][s] for s in seeds]),
             "temperature": temps,
-            "errors": [_mean(v) for v in per_seed],
+            "errors": [reporting.seed_mean(v) for v in per_seed],
             "seeds": seeds,
             "hard_per_seed": [by_t[None][s] for s in seeds],
             "per_seed": per_seed,
@@ -451,14 +446,10 @@ def _sweep_rows(sweep: dict) -> list[tuple]:
         rows.append((f"{width}-unit students: best T{over}", paper, [best], "T", "sweep"))
         if high:
             similar = "similar" if int(width) >= 300 else None
-            span = f"{_count(min(high))}–{_count(max(high))}"
+            span = f"{reporting.fmt_value(min(high), 'errors')}–{reporting.fmt_value(max(high), 'errors')}"
             label = f"{width}-unit students: errors over T ≥ 8 (min–max{over})"
             rows.append((label, similar, [span], "errors", "sweep"))
     return rows
-
-
-def _count(errors: float) -> str:
-    return f"{errors:g}" if float(errors).is_integer() else f"{errors:.1f}"
 
 
 def _report_stage(name: str, stage: Stage, opts: RunOptions) -> None:

@@ -143,7 +143,7 @@ def temperature_sweep(sweep: dict[str, dict]) -> Figure:
     from the seeds' min to max."""
     fig, axes = subplots((5.2 * len(sweep), 4), 1, len(sweep), squeeze=False)
     for ax, (width, entry) in zip(axes[0], sweep.items()):
-        seeds = len(entry.get("seeds", [0]))
+        seeds = len(entry["seeds"])
         label = "distilled" if seeds == 1 else f"distilled, mean of {seeds} seeds (band: min–max)"
         ax.plot(entry["temperature"], entry["errors"], "o-", color="C0", label=label)
         if seeds > 1:

@@ -40,11 +40,16 @@ def seed_range(row: dict) -> str:
     return f"{fmt_value(row['min'], row['unit'])}–{fmt_value(row['max'], row['unit'])}"
 
 
+def seed_mean(values: list) -> float:
+    """One seed's value itself (an integer count stays one), else the seeds' mean."""
+    return values[0] if len(values) == 1 else sum(values) / len(values)
+
+
 def sweep_cell(values: list[int]) -> str:
     """A T-sweep point: one seed's errors, or the seeds' mean with their min–max."""
     if len(values) == 1:
         return str(values[0])
-    return f"{sum(values) / len(values):.1f} ({min(values)}–{max(values)})"
+    return f"{seed_mean(values):.1f} ({min(values)}–{max(values)})"
 
 
 def table_markdown(rows: list[dict]) -> str:
@@ -90,7 +95,7 @@ def table_row(measured: tuple, stage: Stage) -> dict:
     training time is the row's time."""
     experiment, paper, values, unit, name = measured
     numeric = all(isinstance(v, (int, float)) for v in values)
-    kdlab = (values[0] if len(values) == 1 else sum(values) / len(values)) if numeric else values[0]
+    kdlab = seed_mean(values) if numeric else values[0]
     return {
         "experiment": experiment,
         "paper": paper,
@@ -148,13 +153,13 @@ def render(analysis: Analysis) -> Rendering:
         [f"{width}-{width}", sweep_cell(entry["hard_per_seed"]), *(sweep_cell(v) for v in entry["per_seed"])]
         for width, entry in sweep.items()
     ]
-    sweep_seeds = next(iter(sweep.values()))["seeds"]
+    first = next(iter(sweep.values()))  # every width has the same temperatures and seeds
+    temps, sweep_seeds = first["temperature"], first["seeds"]
     over = (
         ""
         if len(sweep_seeds) == 1
         else f" — mean (min–max) over the students of seeds {', '.join(map(str, sweep_seeds))}"
     )
-    temps = next(iter(sweep.values()))["temperature"]
     training = sum(s["training_seconds"] for s in stages.values())
     report = "\n".join(
         [
