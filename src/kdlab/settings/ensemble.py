@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from kdlab.choices import OPTIMIZERS
+from kdlab.choices import MAX_TEMPERATURE, OPTIMIZERS
 from kdlab.config import check_fields, option, same_as
 from kdlab.errors import KdlabError
 from kdlab.settings.hinton2015 import Hinton2015Config
@@ -98,7 +98,12 @@ class EnsembleConfig:
     schedule: str = same_as(Hinton2015Config, "schedule")
     batch_size: int = same_as(StudyConfig, "batch_size")
     temperatures: tuple[float, ...] = option(
-        (2.0, 4.0), "temperatures the validation split chooses among", gt=0, min_len=1, unique=True
+        (2.0, 4.0),
+        "temperatures the validation split chooses among",
+        gt=0,
+        le=MAX_TEMPERATURE,
+        min_len=1,
+        unique=True,
     )
     alphas: tuple[float, ...] = option(
         (0.5, 1.0),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kdlab.choices import OPTIMIZERS, SCHEDULES
+from kdlab.choices import MAX_TEMPERATURE, OPTIMIZERS, SCHEDULES
 from kdlab.config import check_fields, option, same_as
 from kdlab.errors import KdlabError
 from kdlab.settings.study import StudyConfig, require_every_class
@@ -67,6 +67,7 @@ class Hinton2015Config:
         (1.0, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0, 12.0, 20.0, 30.0),
         "temperatures of the T-sweep",
         gt=0,
+        le=MAX_TEMPERATURE,
         min_len=2,
         unique=True,
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar
 
-from kdlab.choices import FAMILIES, STRATEGIES
+from kdlab.choices import FAMILIES, MAX_TEMPERATURE, STRATEGIES
 from kdlab.config import check_fields, cli_name, option
 from kdlab.errors import KdlabError
 from kdlab.seeds import derive_seed
@@ -39,7 +39,7 @@ class StudyConfig:
     batch_size: int = option(
         256, "mini-batch size of every model (chosen by measurement: see docs/performance.md)", ge=1
     )
-    temperature: float = option(4.0, "distillation temperature T", gt=0)
+    temperature: float = option(4.0, "distillation temperature T", gt=0, le=MAX_TEMPERATURE)
     alpha: float = option(0.9, "weight of the soft-target term; 1 - alpha weighs the hard labels", ge=0, le=1)
     lr: float = option(1e-3, "Adam learning rate", gt=0)
     dropout: float = option(0.5, "dropout after each hidden layer, teacher and students", ge=0, lt=1)
