@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from kdlab.choices import MAX_TEMPERATURE, OPTIMIZERS
 from kdlab.config import check_fields, option, same_as
 from kdlab.errors import KdlabError
+from kdlab.seeds import seeds_from
 from kdlab.settings.hinton2015 import Hinton2015Config
 from kdlab.settings.metric import Metric
 from kdlab.settings.study import StudyConfig, require_every_class
@@ -160,7 +161,7 @@ class EnsembleConfig:
 
     def student_seeds(self) -> list[int]:
         """The students' seeds: --seeds of them from --seed on."""
-        return [self.seed + k for k in range(self.seeds)]
+        return seeds_from(self.seed, self.seeds)
 
     def ensemble_sizes(self) -> list[int]:
         """The ensemble sizes of the table: 1, 2, 5 and N (those up to N)."""

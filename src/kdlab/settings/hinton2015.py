@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from kdlab.choices import MAX_TEMPERATURE, OPTIMIZERS, SCHEDULES
 from kdlab.config import check_fields, option, same_as
 from kdlab.errors import KdlabError
+from kdlab.seeds import seeds_from
 from kdlab.settings.study import StudyConfig, require_every_class
 
 if TYPE_CHECKING:
@@ -114,11 +115,11 @@ class Hinton2015Config:
 
     def student_seeds(self) -> list[int]:
         """The 800-800 students' seeds: --seeds of them from --seed on."""
-        return [self.seed + k for k in range(self.seeds)]
+        return seeds_from(self.seed, self.seeds)
 
     def sweep_seed_list(self) -> list[int]:
         """The T-sweep students' seeds: --sweep-seeds of them from --seed on."""
-        return [self.seed + k for k in range(self.resolved("sweep_seeds"))]
+        return seeds_from(self.seed, self.resolved("sweep_seeds"))
 
     def resolved(self, name: str) -> int:
         """An epoch count, the T-sweep's seeds or the subset: the value given, else the budget's."""

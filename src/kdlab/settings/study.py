@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, ClassVar
 from kdlab.choices import FAMILIES, MAX_TEMPERATURE, STRATEGIES
 from kdlab.config import check_fields, cli_name, option
 from kdlab.errors import KdlabError
-from kdlab.seeds import derive_seed
+from kdlab.seeds import derive_seed, seeds_from
 
 if TYPE_CHECKING:
     import torch
@@ -130,7 +130,7 @@ class StudyConfig:
 
     def student_seeds(self) -> list[int]:
         """The students' seeds: the explicit --seed-list, else --seeds of them from --seed on."""
-        return list(self.seed_list) or [self.seed + i for i in range(self.seeds)]
+        return list(self.seed_list) or seeds_from(self.seed, self.seeds)
 
 
 def require_every_class(labels: torch.Tensor, classes: tuple[str, ...], subset: int) -> None:
