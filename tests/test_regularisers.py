@@ -193,3 +193,30 @@ def test_the_float_mask_is_the_bool_compare_bit_for_bit(threshold):
     keep = bits.view(torch.int16).reshape(x.shape) >= threshold - 32768
     old = keep.to(torch.float32).mul_(65536 / (65536 - threshold))
     assert torch.equal(mask.view(torch.int32), old.view(torch.int32))
+
+
+def test_masking_in_place_before_relu_is_relu_then_mask_to_the_bit():
+    """The forward masks each layer's product in place and then applies ReLU in place; the
+    textbook order, ReLU and then a new masked tensor, must give the same logits and the same
+    gradients to the last bit, or every stored model would change."""
+    model = StackedMLP((12, 16, 16, 3), 2, dropout=0.5, input_dropout=0.2)
+    model.reset_parameters([torch.Generator().manual_seed(s) for s in (1, 2)])
+    x = torch.randn(2, 32, 12, generator=torch.Generator().manual_seed(3))
+
+    def textbook(generators):
+        h = model._drop_inputs(x, generators)
+        for i, (w, b) in enumerate(zip(model.weights, model.biases)):
+            h = torch.baddbmm(b, h, w)
+            if i < len(model.weights) - 1:
+                h = torch.relu(h)
+                h = h * model._dropout_mask(h, generators, model.dropout)
+        return h
+
+    results = []
+    for forward in (lambda generators: model(x, generators), textbook):
+        model.zero_grad()
+        out = forward([torch.Generator().manual_seed(s) for s in (7, 8)])
+        out.square().sum().backward()
+        results.append([out.detach(), *(p.grad.clone() for p in model.parameters())])
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+    assert (results[0][0] != 0).any()
