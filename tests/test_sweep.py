@@ -76,7 +76,7 @@ def test_example_files_are_valid(path):
     ("text", "message"),
     [
         ("[grid]\ntemprature = [1, 2]", "unknown parameter 'temprature'"),
-        ("[grid]\ntemperature = [1, -2]", "temperature must be > 0"),
+        ("[grid]\ntemperature = [1, -2]", "temperature must be in (0, 10000], not -2"),
         ("[grid]\ntemperature = []", "non-empty list"),
         ("metrics = ['accuracy']\n[grid]\nalpha = [0.5]", "unknown metric 'accuracy'"),
         ("protocol = 'every-digit'\n[grid]\nalpha = [0.5]", "sweeps support the protocol"),
