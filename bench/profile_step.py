@@ -2,7 +2,9 @@
 
 Trains one group for a number of steps on MNIST, under the profiler, and prints its ops by
 self CPU time, next to the step's matmul bound (bench/bound.py) so that what is not matmul is
-visible. Groups:
+visible, then the same time by what the step was doing (each op charged to the kdlab function
+that called it, from the profiler's Python stacks): the matmuls forward and backward, the
+dropout masks, max-norm, the optimiser, and so on. Groups:
 
 - `teacher`: the hinton2015 teacher, 784-1200-1200-10, input dropout 0.2, hidden dropout 0.5,
   max-norm, ±2-px jitter, Nesterov momentum (the recipe's);
@@ -78,7 +80,8 @@ def main() -> None:
     monitor = Monitor(data.x_test[:1], data.y_test[:1])  # the per-epoch evaluation is not profiled here
     group = specs(args.group, args.models, args.batch_size)
     groups.warm_up(group, train, monitor, teacher)
-    with profile(activities=[ProfilerActivity.CPU]) if not args.no_profile else nullcontext() as prof:
+    profiler = profile(activities=[ProfilerActivity.CPU], with_stack=True)
+    with profiler if not args.no_profile else nullcontext() as prof:
         start = time.perf_counter()
         train_group(group, train, rows, monitor, teacher)
         seconds = time.perf_counter() - start
@@ -91,7 +94,9 @@ def main() -> None:
         f"(ratio {seconds / matmul:.2f}{'' if args.no_profile else ', the profiler overhead included'})\n"
     )
     if prof is not None:
-        print("\n".join(op_table(prof.key_averages(), args.steps, seconds, args.top)))
+        ops = [op for op in prof.key_averages() if op.key.startswith("aten::")]  # not Python frames
+        print("\n".join(op_table(ops, args.steps, seconds, args.top)))
+        print("\n" + "\n".join(part_table(prof.events(), args.steps, seconds, matmul)))
 
 
 def op_table(ops: list, steps: int, seconds: float, top: int) -> list[str]:
@@ -104,6 +109,69 @@ def op_table(ops: list, steps: int, seconds: float, top: int) -> list[str]:
         lines.append(f"| `{op.key}` | {ms:.2f} | {ms / (1e3 * seconds / steps):.1%} | {op.count / steps:g} |")
     outside = seconds - sum(op.self_cpu_time_total for op in ops) / 1e6
     lines.append(f"| (outside any op) | {1e3 * outside / steps:.2f} | {outside / seconds:.1%} | |")
+    return lines
+
+
+MATMULS = ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm")
+# the kdlab function an op was called from (its file and name) -> what the step was doing
+PARTS = {
+    "_dropout_mask": "dropout masks (random bits, to floats)",
+    "_drop_inputs": "input dropout (mask multiply)",
+    "max_norm_": "max-norm (sums of squares, rescale)",
+    "step": "optimiser step",
+    "<listcomp>": "optimiser step",  # torch's own optimisers, and the batch's data order
+    "translate": "jitter (moving the images)",
+    "move": "jitter (moving the images)",
+    "kd_loss": "loss (softmax at T, cross-entropies)",
+    "of": "soft targets (gather)",
+    "forward": "forward, element-wise (mask multiply, ReLU)",
+    "train_group": "batch gather, accuracy, loss sums",
+    "uniform_fan_in_": "set-up (initial weights, optimiser state)",
+    "reset_parameters": "set-up (initial weights, optimiser state)",
+    "__init__": "set-up (initial weights, optimiser state)",
+    "score": "end of the pass (evaluation)",
+    "predict": "end of the pass (evaluation)",
+}
+
+
+def part_of(event) -> str:
+    """What one op was part of: a matmul forward or backward, else the kdlab function that
+    called it (PARTS), else the autograd function that ran it (backward, element-wise)."""
+    parent = event.cpu_parent
+    while parent is not None:
+        if "kdlab/" in parent.name:
+            function = parent.name.rsplit(": ", 1)[-1]
+            if event.name in MATMULS:
+                return "matmuls, forward" if function == "forward" else f"matmuls, in {function}"
+            return PARTS.get(function, f"other ({function})")
+        if parent.name.startswith("autograd::engine"):
+            return "matmuls, backward" if event.name in MATMULS else "backward, element-wise"
+        parent = parent.cpu_parent
+    return "matmuls, elsewhere" if event.name in MATMULS else "other"
+
+
+def part_table(events: list, steps: int, seconds: float, matmul: float) -> list[str]:
+    """The step's time by what it was doing (torch ops' self time, charged by part_of), what no
+    op accounts for (Python, dispatch, the profiler's own overhead), and the matmul bound."""
+    parts: dict[str, float] = {}
+    for event in events:
+        if event.name.startswith("aten::"):
+            part = part_of(event)
+            parts[part] = parts.get(part, 0.0) + event.self_cpu_time_total / 1e6
+    lines = ["| part of the step | ms per step | share of the step |", "|---|---:|---:|"]
+    small = sum(spent for spent in parts.values() if spent < 0.01e-3 * steps)
+    parts = {part: spent for part, spent in parts.items() if spent >= 0.01e-3 * steps}
+    if small:
+        parts["other (under 0.01 ms each)"] = small
+    for part, spent in sorted(parts.items(), key=lambda item: -item[1]):
+        lines.append(f"| {part} | {1e3 * spent / steps:.2f} | {spent / seconds:.1%} |")
+    outside = seconds - sum(parts.values())
+    for label, spent in (
+        ("outside any op (Python, dispatch, the profiler)", outside),
+        ("**the step**", seconds),
+        ("its matmuls at the rates measured alone (the bound)", matmul),
+    ):
+        lines.append(f"| {label} | {1e3 * spent / steps:.2f} | {spent / seconds:.1%} |")
     return lines
 
 
