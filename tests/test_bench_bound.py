@@ -108,7 +108,7 @@ def test_the_protocol_benchmark_runs_and_prints_its_ratio_to_the_bound(shared_da
     "script, args, printed",
     [
         ("bench_engine.py", ["--samples", "512"], "| teacher | 1 |"),
-        ("profile_step.py", ["--steps", "3", "--group", "teacher"], "| max-norm (sums of squares, rescale) |"),
+        ("profile_step.py", ["--steps", "3", "--group", "teacher"], "| max-norm (sums of squares"),
         ("profile_step.py", ["--steps", "3", "--group", "small", "--models", "2", "--no-profile"], "ratio"),
         ("typical.py", ["--epochs", "1", "--subset", "2000"], "| KD No3 |"),
         ("compare.py", ["--against", "HEAD", "--repeats", "1", "--steps", "3"], "| teacher | 1 |"),
