@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -65,7 +66,7 @@ def main() -> None:
 
     print(f"\nfp32 matmul throughput (2048x2048, {torch.get_num_threads()} threads): {peak:.1f} GFLOP/s")
     print(f"batch size {args.batch_size}, {args.epochs} epochs, {args.seeds} student seed(s)")
-    print(f"engine {ENGINE_VERSION} (kdlab from {Path(kdlab.__file__).parent})\n")
+    print(f"engine {ENGINE_VERSION} (kdlab at {source(Path(kdlab.__file__).parent)})\n")
     print("\n".join(bound.group_table(groups, products, measured)))
     total_bound = bound.bound_seconds(whole, measured)
     print(
@@ -73,6 +74,14 @@ def main() -> None:
         f"{total_bound:.1f} s (ratio {total / total_bound:.2f}); peak RSS {peak_rss_mb:,.0f} MB\n"
     )
     print("\n".join(bound.report(whole, measured)))
+
+
+def source(package: Path) -> str:
+    """Which kdlab ran: its checkout's tag or commit (a path says nothing to a reader)."""
+    done = subprocess.run(
+        ["git", "describe", "--tags", "--always", "--dirty"], cwd=package, capture_output=True, text=True
+    )
+    return done.stdout.strip() if done.returncode == 0 else str(package)
 
 
 if __name__ == "__main__":

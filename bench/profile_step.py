@@ -115,7 +115,7 @@ def op_table(ops: list, steps: int, seconds: float, top: int) -> list[str]:
 MATMULS = ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm")
 # the kdlab function an op was called from (its file and name) -> what the step was doing
 PARTS = {
-    "_dropout_mask": "dropout masks (random bits, to floats)",
+    "_dropout_mask": "dropout masks (drawing them)",
     "_drop_inputs": "input dropout (mask multiply)",
     "max_norm_": "max-norm (sums of squares, rescale)",
     "step": "optimiser step",
@@ -159,13 +159,13 @@ def part_table(events: list, steps: int, seconds: float, matmul: float) -> list[
             part = part_of(event)
             parts[part] = parts.get(part, 0.0) + event.self_cpu_time_total / 1e6
     lines = ["| part of the step | ms per step | share of the step |", "|---|---:|---:|"]
+    outside = seconds - sum(parts.values())
     small = sum(spent for spent in parts.values() if spent < 0.01e-3 * steps)
     parts = {part: spent for part, spent in parts.items() if spent >= 0.01e-3 * steps}
-    if small:
+    if small >= 0.005e-3 * steps:  # else it would print as 0.00
         parts["other (under 0.01 ms each)"] = small
     for part, spent in sorted(parts.items(), key=lambda item: -item[1]):
         lines.append(f"| {part} | {1e3 * spent / steps:.2f} | {spent / seconds:.1%} |")
-    outside = seconds - sum(parts.values())
     for label, spent in (
         ("outside any op (Python, dispatch, the profiler)", outside),
         ("**the step**", seconds),
