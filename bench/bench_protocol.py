@@ -77,11 +77,12 @@ def main() -> None:
 
 
 def source(package: Path) -> str:
-    """Which kdlab ran: its checkout's tag or commit (a path says nothing to a reader)."""
-    done = subprocess.run(
-        ["git", "describe", "--tags", "--always", "--dirty"], cwd=package, capture_output=True, text=True
-    )
-    return done.stdout.strip() if done.returncode == 0 else str(package)
+    """Which kdlab ran: its checkout's tag or commit (a path says nothing to a reader); the path
+    when it is not a checkout's own file (an installed copy, even inside a checkout's venv)."""
+    git = ["git", "-C", str(package)]
+    tracked = subprocess.run([*git, "ls-files", "--error-unmatch", "__init__.py"], capture_output=True)
+    done = subprocess.run([*git, "describe", "--tags", "--always", "--dirty"], capture_output=True, text=True)
+    return done.stdout.strip() if tracked.returncode == 0 and done.returncode == 0 else str(package)
 
 
 if __name__ == "__main__":
