@@ -6,7 +6,7 @@ from helpers import classes_data, mlp_by_hand, train_spec
 
 from kdlab.errors import KdlabError
 from kdlab.models import StackedMLP
-from kdlab.training.engine import Monitor, SoftTargets, TrainingData, predict, score, train_group
+from kdlab.training.engine import Monitor, SoftTargets, TrainingData, predict, score, take, train_group
 from kdlab.training.optim import StackedAdam, StackedSGD
 
 _data = classes_data
@@ -205,3 +205,14 @@ def test_a_diverging_model_stops_training_at_its_first_non_finite_epoch():
             on_epoch=lambda e, *_: epochs.append(e),
         )
     assert epochs == []  # stopped before evaluating or reporting the epoch
+
+
+@pytest.mark.parametrize("shape", [(50,), (50, 7), (50, 1, 4, 4)])
+def test_take_is_advanced_indexing(shape):
+    """The engine gathers each model's batch by index_select: the same tensor as t[rows], for
+    rows [K, B] that are a strided view, as a batch of the data order is."""
+    t = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    order = torch.stack([torch.randperm(50, generator=torch.Generator().manual_seed(k)) for k in range(3)])
+    rows = order[:, 5:21]
+    assert not rows.is_contiguous()
+    assert torch.equal(take(t, rows), t[rows])

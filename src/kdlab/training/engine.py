@@ -111,7 +111,7 @@ class SoftTargets:
         `xb` (moved by `shifts` [2, K, B], or None), for students of `temperature` [K] (one
         teacher's logits serve every T)."""
         if shifts is None:
-            return self.logits[rows]
+            return take(self.logits, rows)
         if self.views is not None:
             return self.views[view_index(shifts, self.max_shift), self.view_rows(rows)]
         return _teacher_on(self.net, xb)
@@ -249,7 +249,7 @@ def train_group(
         correct = torch.zeros(num_models, dtype=torch.int64, device=device)
         for batch in batches(n, first.batch_size):
             idx = order[:, batch]  # [K, B]
-            yb, xb = y[idx], x[idx]
+            yb, xb = take(y, idx), take(x, idx)
             shifts = None
             if first.jitter:
                 xb, shifts = translate(xb, image_shape, first.jitter, generators)
@@ -350,6 +350,13 @@ def _teacher_on(teacher: StackedModule, xb: torch.Tensor) -> torch.Tensor:
     """The teacher's logits [K, B, C] on a batch of inputs [K, B, D] (all K at once)."""
     k, b, d = xb.shape
     return teacher(xb.reshape(1, k * b, d)).view(k, b, -1)
+
+
+def take(t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """t[rows]: the rows [K, B] of t [N, ...] as [K, B, ...], the same copy by index_select,
+    which on a CPU is several times faster than advanced indexing (each model's own batch is
+    gathered at every step)."""
+    return t.index_select(0, rows.reshape(-1)).view(*rows.shape, *t.shape[1:])
 
 
 ALIGN = 16  # rows: 16 x 4 bytes, the 64-byte alignment of a tensor of its own
