@@ -80,8 +80,9 @@ def main() -> None:
     monitor = Monitor(data.x_test[:1], data.y_test[:1])  # the per-epoch evaluation is not profiled here
     group = specs(args.group, args.models, args.batch_size)
     groups.warm_up(group, train, monitor, teacher)
-    profiler = profile(activities=[ProfilerActivity.CPU], with_stack=True)
-    with profiler if not args.no_profile else nullcontext() as prof:
+    cpu = [ProfilerActivity.CPU]
+    profiler = nullcontext() if args.no_profile else profile(activities=cpu, with_stack=True)
+    with profiler as prof:
         start = time.perf_counter()
         train_group(group, train, rows, monitor, teacher)
         seconds = time.perf_counter() - start
@@ -119,7 +120,6 @@ PARTS = {
     "_drop_inputs": "input dropout (mask multiply)",
     "max_norm_": "max-norm (sums of squares, rescale)",
     "step": "optimiser step",
-    "<listcomp>": "optimiser step",  # torch's own optimisers, and the batch's data order
     "translate": "jitter (moving the images)",
     "move": "jitter (moving the images)",
     "kd_loss": "loss (softmax at T, cross-entropies)",
@@ -135,19 +135,26 @@ PARTS = {
 
 
 def part_of(event) -> str:
-    """What one op was part of: a matmul forward or backward, else the kdlab function that
-    called it (PARTS), else the autograd function that ran it (backward, element-wise)."""
+    """What one op was part of: a matmul forward or backward, else the nearest kdlab function
+    of PARTS that called it (a helper or comprehension counts as its caller), else the
+    autograd function that ran it (backward, element-wise)."""
+    matmul = event.name in MATMULS
+    innermost = None  # the kdlab function nearest the op, named when no caller is in PARTS
     parent = event.cpu_parent
     while parent is not None:
         if "kdlab/" in parent.name:
             function = parent.name.rsplit(": ", 1)[-1]
-            if event.name in MATMULS:
-                return "matmuls, forward" if function == "forward" else f"matmuls, in {function}"
-            return PARTS.get(function, f"other ({function})")
-        if parent.name.startswith("autograd::engine"):
-            return "matmuls, backward" if event.name in MATMULS else "backward, element-wise"
+            if matmul and function == "forward":
+                return "matmuls, forward"
+            if function in PARTS:
+                return f"matmuls, in {function}" if matmul else PARTS[function]
+            innermost = innermost or function
+        elif parent.name.startswith("autograd::engine"):
+            return "matmuls, backward" if matmul else "backward, element-wise"
         parent = parent.cpu_parent
-    return "matmuls, elsewhere" if event.name in MATMULS else "other"
+    if innermost is not None:
+        return f"matmuls, in {innermost}" if matmul else f"other ({innermost})"
+    return "matmuls, elsewhere" if matmul else "other"
 
 
 def part_table(events: list, steps: int, seconds: float, matmul: float) -> list[str]:
