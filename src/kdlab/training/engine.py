@@ -118,7 +118,7 @@ class SoftTargets:
 
     def view_rows(self, rows: torch.Tensor) -> torch.Tensor:
         """Each training row's index in `views`."""
-        return rows if self.position is None else self.position[rows]
+        return rows if self.position is None else take(self.position, rows)
 
 
 @dataclass
